@@ -1,0 +1,304 @@
+import { randomBytes } from 'node:crypto';
+import Validator from 'fastest-validator';
+
+/** Every service this code base can run; `SERVICES` picks a subset per process. */
+export const ALL_SERVICES = ['api', 'tickets', 'purchase', 'purchase-worker'] as const;
+export type ServiceName = (typeof ALL_SERVICES)[number];
+
+export interface Config {
+  env: 'development' | 'production' | 'test';
+  port: number;
+  host: string;
+  databaseUrl: string;
+  redisUrl: string;
+  natsUrl: string;
+  namespace: string;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+  services: ServiceName[];
+  adminToken: string | null;
+  hashSecret: string;
+  hashTtlSeconds: number;
+  sale: {
+    /** Minutes after local midnight; `end` is exclusive (1440 = open until midnight). */
+    windowStart: number;
+    windowEnd: number;
+    timeZone: string;
+    days: number;
+    defaultTotals: number[];
+    rollIntervalMs: number;
+  };
+  seedUsers: number;
+  resultTtlSeconds: number;
+  rateLimit: { userMax: number; userWindowMs: number; globalMax: number; globalWindowMs: number };
+  queue: {
+    storage: 'file' | 'memory';
+    replicas: number;
+    ackWaitMs: number;
+    maxDeliver: number;
+    delayMs: number;
+    duplicateWindowMs: number;
+    maxAckPending: number;
+  };
+  worker: {
+    concurrency: number;
+    retryAttempts: number;
+    retryBaseMs: number;
+    batchSize: number;
+    batchMs: number;
+  };
+  poll: { minMs: number; maxMs: number; longPollMaxMs: number };
+  cache: { resultLruSize: number };
+  http: { bodyLimit: string };
+  db: { poolMax: number; lockTimeoutMs: number };
+  alerts: {
+    webhookUrl: string | null;
+    failureRatio: number;
+    backlogMax: number;
+    windowMs: number;
+  };
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    message: string,
+  ) {
+    super(`Invalid configuration ${variable}: ${message}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+const DEV_HASH_SECRET = 'dev-only-hash-secret-change-me-in-production';
+
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) => ({
+  type: 'number',
+  integer: true,
+  min,
+  max,
+  convert: true,
+});
+const url = (protocols: string[]) => ({
+  type: 'string',
+  custom: (value: string, errors: { type: string; actual: unknown }[]) => {
+    try {
+      const parsed = new URL(value);
+      if (!protocols.includes(parsed.protocol)) errors.push({ type: 'url', actual: value });
+    } catch {
+      errors.push({ type: 'url', actual: value });
+    }
+    return value;
+  },
+});
+
+/** Variable name → [default, fastest-validator rule]. */
+const schema = {
+  NODE_ENV: ['development', { type: 'enum', values: ['development', 'production', 'test'] }],
+  PORT: ['3000', int(0, 65535)],
+  HOST: ['0.0.0.0', { type: 'string', min: 1 }],
+  DATABASE_URL: ['postgres://postgres@127.0.0.1:5432/miaosha', url(['postgres:', 'postgresql:'])],
+  REDIS_URL: ['redis://127.0.0.1:6379', url(['redis:', 'rediss:'])],
+  NATS_URL: ['nats://127.0.0.1:4222', { type: 'string', min: 1 }],
+  NAMESPACE: ['miaosha', { type: 'string', pattern: /^[a-zA-Z][a-zA-Z0-9_-]{0,39}$/ }],
+  LOG_LEVEL: ['info', { type: 'enum', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] }],
+  SERVICES: ['all', { type: 'string', min: 1 }],
+  ADMIN_TOKEN: ['', { type: 'string' }],
+  HASH_SECRET: ['', { type: 'string' }],
+  HASH_TTL_SECONDS: ['3600', int(1, 7 * 24 * 3600)],
+  SALE_WINDOW: [
+    '00:00-24:00',
+    { type: 'string', pattern: /^([01]\d|2[0-4]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d$/ },
+  ],
+  SALE_TZ: ['UTC', { type: 'string', min: 1 }],
+  SALE_DAYS: ['3', int(1, 60)],
+  SALE_DEFAULT_TOTALS: ['100,150,200', { type: 'string', pattern: /^\d+(,\d+)*$/ }],
+  SALE_ROLL_INTERVAL_MS: ['60000', int(1000)],
+  SEED_USERS: ['100000', int(0, 10_000_000)],
+  RESULT_TTL_HOURS: ['24', int(1, 24 * 365)],
+  RATE_LIMIT_USER_MAX: ['5', int(0)],
+  RATE_LIMIT_USER_WINDOW_MS: ['1000', int(1)],
+  RATE_LIMIT_GLOBAL_MAX: ['0', int(0)],
+  RATE_LIMIT_GLOBAL_WINDOW_MS: ['1000', int(1)],
+  QUEUE_STORAGE: ['file', { type: 'enum', values: ['file', 'memory'] }],
+  QUEUE_REPLICAS: ['1', int(1, 5)],
+  QUEUE_ACK_WAIT_MS: ['30000', int(1000)],
+  QUEUE_MAX_DELIVER: ['5', int(1, 1000)],
+  QUEUE_DELAY_MS: ['2000', int(0)],
+  QUEUE_DUPLICATE_WINDOW_MS: ['120000', int(1000)],
+  QUEUE_MAX_ACK_PENDING: ['20000', int(1, 1_000_000)],
+  WORKER_CONCURRENCY: ['1024', int(1, 100_000)],
+  WORKER_RETRY_ATTEMPTS: ['3', int(0, 100)],
+  WORKER_RETRY_BASE_MS: ['100', int(1)],
+  WORKER_BATCH_SIZE: ['500', int(1, 10_000)],
+  WORKER_BATCH_MS: ['5', int(0, 10_000)],
+  POLL_MIN_MS: ['200', int(10)],
+  POLL_MAX_MS: ['5000', int(10)],
+  LONG_POLL_MAX_MS: ['30000', int(0, 30000)],
+  RESULT_LRU_SIZE: ['100000', int(0)],
+  HTTP_BODY_LIMIT: ['16kb', { type: 'string', pattern: /^\d+(b|kb|mb)$/ }],
+  DB_POOL_MAX: ['10', int(1, 1000)],
+  DB_LOCK_TIMEOUT_MS: ['2000', int(1)],
+  ALERT_WEBHOOK_URL: ['', { type: 'string' }],
+  ALERT_FAILURE_RATIO: ['0.5', { type: 'number', min: 0, max: 1, convert: true }],
+  ALERT_BACKLOG_MAX: ['10000', int(0)],
+  ALERT_WINDOW_MS: ['10000', int(100)],
+} as const;
+
+type VarName = keyof typeof schema;
+
+const validator = new Validator();
+
+function parseClock(text: string, variable: string): number {
+  const [h, m] = text.split(':').map(Number);
+  const minutes = h * 60 + m;
+  if (minutes > 1440) throw new ConfigError(variable, `time ${text} is past 24:00`);
+  return minutes;
+}
+
+function checkTimeZone(tz: string): void {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: tz });
+  } catch {
+    throw new ConfigError('SALE_TZ', `unknown time zone "${tz}"`);
+  }
+}
+
+function parseServices(list: string): ServiceName[] {
+  if (list.trim() === 'all') return [...ALL_SERVICES];
+  const names = list
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const name of names) {
+    if (!(ALL_SERVICES as readonly string[]).includes(name)) {
+      throw new ConfigError(
+        'SERVICES',
+        `unknown service "${name}" (known: ${ALL_SERVICES.join(', ')}, or all)`,
+      );
+    }
+  }
+  if (names.length === 0) throw new ConfigError('SERVICES', 'no service selected');
+  return [...new Set(names)] as ServiceName[];
+}
+
+/**
+ * Reads and validates the configuration. Throws a ConfigError naming the first bad variable.
+ * `warn` receives notes about insecure development defaults.
+ */
+export function loadConfig(env: Env = process.env, warn: (msg: string) => void = () => {}): Config {
+  const raw: Record<string, unknown> = {};
+  for (const [name, [fallback, rule]] of Object.entries(schema)) {
+    const value = env[name] === undefined || env[name] === '' ? fallback : env[name];
+    const holder = { v: value };
+    const check = validator.validate(holder, { v: rule } as never);
+    if (check !== true) {
+      const first = Array.isArray(check) ? check[0] : undefined;
+      throw new ConfigError(name, `"${value}" is not valid (${first?.type ?? 'invalid'})`);
+    }
+    raw[name] = holder.v;
+  }
+  const v = <T>(name: VarName) => raw[name] as T;
+
+  const nodeEnv = v<Config['env']>('NODE_ENV');
+  let hashSecret = v<string>('HASH_SECRET');
+  if (!hashSecret) {
+    if (nodeEnv === 'production') {
+      throw new ConfigError('HASH_SECRET', 'is required in production (at least 32 characters)');
+    }
+    hashSecret = nodeEnv === 'test' ? randomBytes(32).toString('hex') : DEV_HASH_SECRET;
+    warn(
+      `HASH_SECRET is not set: using ${nodeEnv === 'test' ? 'a random' : 'a fixed development'} secret. ` +
+        'Set HASH_SECRET (32+ characters) before exposing the service.',
+    );
+  } else if (hashSecret.length < 32) {
+    throw new ConfigError('HASH_SECRET', 'must be at least 32 characters');
+  }
+  const adminToken = v<string>('ADMIN_TOKEN') || null;
+  if (adminToken && adminToken.length < 16) {
+    throw new ConfigError('ADMIN_TOKEN', 'must be at least 16 characters');
+  }
+  if (!adminToken) warn('ADMIN_TOKEN is not set: the admin API is disabled (answers 4001).');
+
+  const [startText, endText] = v<string>('SALE_WINDOW').split('-');
+  const windowStart = parseClock(startText, 'SALE_WINDOW');
+  const windowEnd = parseClock(endText, 'SALE_WINDOW');
+  if (windowEnd <= windowStart) throw new ConfigError('SALE_WINDOW', 'end must be after start');
+  const timeZone = v<string>('SALE_TZ');
+  checkTimeZone(timeZone);
+
+  const pollMin = v<number>('POLL_MIN_MS');
+  const pollMax = v<number>('POLL_MAX_MS');
+  if (pollMax < pollMin) throw new ConfigError('POLL_MAX_MS', 'must not be below POLL_MIN_MS');
+
+  const webhook = v<string>('ALERT_WEBHOOK_URL') || null;
+  if (webhook) {
+    try {
+      new URL(webhook);
+    } catch {
+      throw new ConfigError('ALERT_WEBHOOK_URL', `"${webhook}" is not a URL`);
+    }
+  }
+
+  return {
+    env: nodeEnv,
+    port: v('PORT'),
+    host: v('HOST'),
+    databaseUrl: v('DATABASE_URL'),
+    redisUrl: v('REDIS_URL'),
+    natsUrl: v('NATS_URL'),
+    namespace: v('NAMESPACE'),
+    logLevel: v('LOG_LEVEL'),
+    services: parseServices(v('SERVICES')),
+    adminToken,
+    hashSecret,
+    hashTtlSeconds: v('HASH_TTL_SECONDS'),
+    sale: {
+      windowStart,
+      windowEnd,
+      timeZone,
+      days: v('SALE_DAYS'),
+      defaultTotals: v<string>('SALE_DEFAULT_TOTALS').split(',').map(Number),
+      rollIntervalMs: v('SALE_ROLL_INTERVAL_MS'),
+    },
+    seedUsers: v('SEED_USERS'),
+    resultTtlSeconds: v<number>('RESULT_TTL_HOURS') * 3600,
+    rateLimit: {
+      userMax: v('RATE_LIMIT_USER_MAX'),
+      userWindowMs: v('RATE_LIMIT_USER_WINDOW_MS'),
+      globalMax: v('RATE_LIMIT_GLOBAL_MAX'),
+      globalWindowMs: v('RATE_LIMIT_GLOBAL_WINDOW_MS'),
+    },
+    queue: {
+      storage: v('QUEUE_STORAGE'),
+      replicas: v('QUEUE_REPLICAS'),
+      ackWaitMs: v('QUEUE_ACK_WAIT_MS'),
+      maxDeliver: v('QUEUE_MAX_DELIVER'),
+      delayMs: v('QUEUE_DELAY_MS'),
+      duplicateWindowMs: v('QUEUE_DUPLICATE_WINDOW_MS'),
+      maxAckPending: v('QUEUE_MAX_ACK_PENDING'),
+    },
+    worker: {
+      concurrency: v('WORKER_CONCURRENCY'),
+      retryAttempts: v('WORKER_RETRY_ATTEMPTS'),
+      retryBaseMs: v('WORKER_RETRY_BASE_MS'),
+      batchSize: v('WORKER_BATCH_SIZE'),
+      batchMs: v('WORKER_BATCH_MS'),
+    },
+    poll: { minMs: pollMin, maxMs: pollMax, longPollMaxMs: v('LONG_POLL_MAX_MS') },
+    cache: { resultLruSize: v('RESULT_LRU_SIZE') },
+    http: { bodyLimit: v('HTTP_BODY_LIMIT') },
+    db: { poolMax: v('DB_POOL_MAX'), lockTimeoutMs: v('DB_LOCK_TIMEOUT_MS') },
+    alerts: {
+      webhookUrl: webhook,
+      failureRatio: v('ALERT_FAILURE_RATIO'),
+      backlogMax: v('ALERT_BACKLOG_MAX'),
+      windowMs: v('ALERT_WINDOW_MS'),
+    },
+  };
+}
+
+/** Variable names with their defaults, for the README and `--help`. */
+export const CONFIG_DEFAULTS: Record<string, string> = Object.fromEntries(
+  Object.entries(schema).map(([name, [fallback]]) => [name, fallback]),
+);

@@ -1,0 +1,82 @@
+import { Errors } from 'moleculer';
+
+/** The SPEC §3 error codes with their HTTP status and default message. */
+export const ERRORS = {
+  INVALID_PARAM: { code: 1001, http: 400, message: 'Invalid parameter' },
+  NO_SUCH_DAY: {
+    code: 6001,
+    http: 404,
+    message: 'No such ticket day, or the date is outside the sale window',
+  },
+  SOLD_OUT: { code: 6002, http: 409, message: 'Sold out' },
+  BAD_HASH: { code: 6003, http: 403, message: 'Verify hash missing, wrong or expired' },
+  OUTSIDE_HOURS: { code: 6004, http: 403, message: 'Outside the daily sale time window' },
+  ALREADY_PURCHASED: { code: 6005, http: 409, message: 'Already purchased: one ticket per user per day' },
+  UNKNOWN_USER: { code: 6006, http: 404, message: 'Unknown user' },
+  PAUSED: { code: 6007, http: 503, message: 'The sale is paused' },
+  NOT_FOUND: { code: 6008, http: 404, message: 'No such message or order' },
+  RATE_LIMITED: { code: 7001, http: 429, message: 'Too many requests, slow down' },
+  UNAUTHORIZED: { code: 4001, http: 401, message: 'Admin authorization missing or wrong' },
+  INTERNAL: { code: 5000, http: 500, message: 'Internal error' },
+  UNAVAILABLE: { code: 5030, http: 503, message: 'A dependency is unavailable, try again shortly' },
+} as const;
+
+export type ErrorName = keyof typeof ERRORS;
+export type AppErrorCode = (typeof ERRORS)[ErrorName]['code'];
+
+const BY_CODE = new Map<number, (typeof ERRORS)[ErrorName]>(Object.values(ERRORS).map((e) => [e.code, e]));
+
+export function httpStatusOf(code: number): number {
+  return BY_CODE.get(code)?.http ?? 500;
+}
+
+export function messageOf(code: number): string {
+  return BY_CODE.get(code)?.message ?? ERRORS.INTERNAL.message;
+}
+
+/**
+ * A business error with its SPEC code. It travels between nodes as a MoleculerClientError
+ * (`code` = HTTP status, `type` = "E<spec code>", `data.appCode` = spec code) so the gateway
+ * can rebuild the envelope whichever node threw it.
+ */
+export class AppError extends Errors.MoleculerClientError {
+  constructor(name: ErrorName, message?: string, details?: unknown) {
+    const def = ERRORS[name];
+    super(message ?? def.message, def.http, `E${def.code}`, { appCode: def.code, details });
+  }
+}
+
+export const appError = (name: ErrorName, message?: string, details?: unknown): AppError =>
+  new AppError(name, message, details);
+
+/** The SPEC code carried by an error, if it is one of ours. */
+export function appCodeOf(err: unknown): number | undefined {
+  const data = (err as { data?: { appCode?: unknown } } | null)?.data;
+  return typeof data?.appCode === 'number' ? data.appCode : undefined;
+}
+
+/** Errors caused by an unreachable dependency: worth a retry, and answered 5030 at the edge. */
+export function isTransientError(err: unknown): boolean {
+  if (!err || typeof err !== 'object') return false;
+  const e = err as { name?: string; code?: string; message?: string; parent?: unknown; original?: unknown };
+  const name = e.name ?? '';
+  if (
+    /Sequelize(Connection\w*|HostNotReachable|HostNotFound|Timeout|AccessDenied)Error/.test(name) ||
+    name === 'SequelizeDatabaseError' // deadlock, lock timeout, serialization: retried below by code
+  ) {
+    const pgCode = (e.parent as { code?: string } | undefined)?.code ?? '';
+    if (name !== 'SequelizeDatabaseError') return true;
+    return ['40001', '40P01', '55P03', '57014', '57P01', '08006', '08003', '08001'].includes(pgCode);
+  }
+  if (['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTCONN', 'EAI_AGAIN'].includes(e.code ?? '')) {
+    return true;
+  }
+  if (
+    name === 'MaxRetriesPerRequestError' ||
+    /Connection is closed|connect ETIMEDOUT/.test(e.message ?? '')
+  ) {
+    return true;
+  }
+  if (e.code === 'TIMEOUT' || e.code === 'CONNECTION_CLOSED' || e.code === 'DISCONNECT') return true; // nats
+  return false;
+}

@@ -1,0 +1,118 @@
+import type Redis from 'ioredis';
+import type { Config } from '../../config';
+import { appError } from '../errors';
+import { checkSaleTime, type SaleCalendar } from '../sale/calendar';
+import { checkVerifyHash } from '../sale/verify-hash';
+import { keys } from '../store/keys';
+
+export interface PurchaseRequest {
+  userId: number;
+  date: string;
+  verifyHash: string;
+}
+
+export type Admission =
+  | { outcome: 'OK'; remaining: number }
+  | { outcome: 'EXISTS'; claim: string }
+  | { outcome: 'SOLD_OUT' | 'PAUSED' | 'RATE_LIMITED' | 'NOT_READY' };
+
+/** Checks that need no I/O: the sale calendar and the verify hash. Throws the SPEC error. */
+export function checkRequest(
+  config: Config,
+  cal: SaleCalendar,
+  req: PurchaseRequest,
+  now = new Date(),
+): void {
+  const time = checkSaleTime(cal, req.date, now);
+  if (!time.allowed) {
+    throw appError(time.reason === 'outside-hours' ? 'OUTSIDE_HOURS' : 'NO_SUCH_DAY', time.message);
+  }
+  if (!checkVerifyHash(config.hashSecret, req.userId, req.date, req.verifyHash, now.getTime())) {
+    throw appError('BAD_HASH');
+  }
+}
+
+/**
+ * One Redis round trip: pause, rate limits, the user's claim for the day and a reserved ticket.
+ * With `resultTtlSeconds` > 0 the PENDING result record is written in the same step.
+ */
+export async function reserve(
+  redis: Redis,
+  config: Config,
+  req: { userId: number; date: string },
+  messageId: string,
+  resultTtlSeconds: number,
+  now = new Date(),
+  rateLimited = true,
+): Promise<Admission> {
+  const { userId, date } = req;
+  const rl = rateLimited
+    ? config.rateLimit
+    : { userMax: 0, userWindowMs: 1, globalMax: 0, globalWindowMs: 1 };
+  const [outcome, value] = await redis.admit(
+    keys.ready,
+    keys.paused,
+    keys.userRate(userId),
+    keys.globalRate,
+    keys.stock(date),
+    keys.claims(date),
+    keys.pending(date),
+    keys.result(messageId),
+    userId,
+    messageId,
+    rl.userMax,
+    rl.userWindowMs,
+    rl.globalMax,
+    rl.globalWindowMs,
+    resultTtlSeconds,
+    date,
+    now.toISOString(),
+  );
+  if (outcome === 'OK') return { outcome, remaining: Number(value) };
+  if (outcome === 'EXISTS') return { outcome, claim: value };
+  return { outcome: outcome as 'SOLD_OUT' | 'PAUSED' | 'RATE_LIMITED' | 'NOT_READY' };
+}
+
+/** Turns a refusal into its SPEC error. */
+export function refusal(admission: Exclude<Admission, { outcome: 'OK' }>): Error {
+  switch (admission.outcome) {
+    case 'SOLD_OUT':
+      return appError('SOLD_OUT');
+    case 'PAUSED':
+      return appError('PAUSED');
+    case 'RATE_LIMITED':
+      return appError('RATE_LIMITED');
+    case 'NOT_READY':
+      return appError('UNAVAILABLE', 'The sale cache is being rebuilt, try again shortly');
+    case 'EXISTS':
+      return appError('ALREADY_PURCHASED');
+  }
+}
+
+export type ClaimMode = 'keep' | 'drop' | 'set';
+
+/** Ends a reservation (see SETTLE in store/scripts.ts). */
+export async function settle(
+  redis: Redis,
+  req: { userId: number; date: string },
+  messageId: string,
+  giveBack: boolean,
+  claim: ClaimMode,
+  claimValue = '',
+): Promise<boolean> {
+  const done = await redis.settle(
+    keys.stock(req.date),
+    keys.claims(req.date),
+    keys.pending(req.date),
+    req.userId,
+    messageId,
+    giveBack ? 1 : 0,
+    claim,
+    claimValue,
+  );
+  return done === 1;
+}
+
+/** Claim values: a V2 message id, or `v1:<orderNo>` for a synchronous purchase. */
+export const v1Claim = (orderNo: string) => `v1:${orderNo}`;
+export const isV1Claim = (claim: string) => claim.startsWith('v1:');

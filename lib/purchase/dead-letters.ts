@@ -1,0 +1,39 @@
+import type Redis from 'ioredis';
+import type { Config } from '../../config';
+import { appError } from '../errors';
+import { refusal, reserve } from './admission';
+import type { PurchaseQueue } from './queue';
+import { keys } from '../store/keys';
+
+/**
+ * Sends a dead-lettered message through the queue (and the machine) again: its reservation is
+ * taken anew, the publish is de-duplicated per dead letter, and the letter leaves the DLQ.
+ */
+export async function resendDeadLetter(
+  queue: PurchaseQueue,
+  redis: Redis,
+  config: Config,
+  messageId: string,
+) {
+  const letter = await queue.findDeadLetter(messageId);
+  if (!letter || letter.userId === 0) throw appError('NOT_FOUND', 'No dead letter with this message id');
+  const admission = await reserve(
+    redis,
+    config,
+    letter,
+    messageId,
+    config.resultTtlSeconds,
+    new Date(),
+    false,
+  );
+  if (admission.outcome !== 'OK' && !(admission.outcome === 'EXISTS' && admission.claim === messageId)) {
+    throw refusal(admission);
+  }
+  const ack = await queue.publish(
+    { messageId, userId: letter.userId, date: letter.date, queuedAt: new Date().toISOString() },
+    `${messageId}:resend:${letter.seq}`,
+  );
+  await redis.hset(keys.result(messageId), 'seq', ack.seq);
+  await queue.removeDeadLetter(letter.seq);
+  return { messageId, status: 'PENDING' as const, seq: ack.seq };
+}

@@ -1,0 +1,280 @@
+import { randomUUID } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
+import { filter, map, merge, take, timer } from 'rxjs';
+import type { Runtime } from '../runtime';
+import { isTerminal, type PurchaseStatus } from '../../machines/purchase.machine';
+import { appError } from '../errors';
+import { keys } from '../store/keys';
+import { validOrderOf, orderByMessageId } from '../tickets/orders';
+import { checkRequest, isV1Claim, refusal, reserve, settle, type PurchaseRequest } from './admission';
+import type { PurchaseQueue } from './queue';
+import { ResultHub } from './result-hub';
+import { fromOrder, readResult, type ResultRecord } from './results';
+
+export interface SubmitAnswer {
+  messageId: string;
+  status: PurchaseStatus;
+  pollIntervalMs: number;
+  resultUrl: string;
+  position?: number;
+}
+
+export type Outcome =
+  'accepted' | 'duplicate' | 'sold_out' | 'rejected' | 'rate_limited' | 'paused' | 'unavailable';
+
+export interface GatewayEvents {
+  soldOut(date: string): void;
+  submitted(outcome: Outcome): void;
+}
+
+/**
+ * The gateway side of the V2 purchase: admission in one Redis round trip, the publish to JetStream,
+ * local sold-out and pause flags, and the result queries (LRU → Redis → database).
+ */
+export class PurchaseGateway {
+  readonly hub = new ResultHub();
+  private readonly terminal: LRUCache<string, ResultRecord>;
+  /** Days this gateway knows are sold out, with the claims snapshot that keeps resubmits idempotent. */
+  private readonly soldOut = new Map<string, Map<string, string>>();
+  private paused = false;
+  private backlog = { ackFloor: 0, waiting: 0, drainPerSec: 2000, at: 0 };
+
+  constructor(
+    private readonly rt: Runtime,
+    private readonly queue: PurchaseQueue,
+    private readonly events: GatewayEvents,
+  ) {
+    this.terminal = new LRUCache({ max: Math.max(1, rt.config.cache.resultLruSize) });
+  }
+
+  async submit(req: PurchaseRequest): Promise<SubmitAnswer> {
+    const { config, redis } = this.rt;
+    try {
+      checkRequest(config, this.rt.calendar, req);
+    } catch (err) {
+      return this.refuse('rejected', err as Error);
+    }
+    if (this.paused) return this.refuse('paused', appError('PAUSED'));
+    const known = this.soldOut.get(req.date);
+    if (known) {
+      const claim = known.get(String(req.userId));
+      if (claim && !isV1Claim(claim)) return this.existing(claim);
+      return this.refuse('sold_out', appError(claim ? 'ALREADY_PURCHASED' : 'SOLD_OUT'));
+    }
+    const messageId = randomUUID();
+    const queuedAt = new Date();
+    let admission;
+    try {
+      admission = await reserve(redis, config, req, messageId, config.resultTtlSeconds, queuedAt);
+    } catch {
+      return this.refuse('unavailable', appError('UNAVAILABLE'));
+    }
+    switch (admission.outcome) {
+      case 'OK':
+        break;
+      case 'EXISTS':
+        if (isV1Claim(admission.claim)) return this.refuse('rejected', appError('ALREADY_PURCHASED'));
+        return this.existing(admission.claim);
+      case 'SOLD_OUT':
+        this.markSoldOut(req.date);
+        this.events.soldOut(req.date);
+        return this.refuse('sold_out', refusal(admission));
+      case 'PAUSED':
+        this.paused = true;
+        return this.refuse('paused', refusal(admission));
+      case 'RATE_LIMITED':
+        return this.refuse('rate_limited', refusal(admission));
+      default:
+        return this.refuse('unavailable', refusal(admission));
+    }
+    let seq: number;
+    try {
+      const ack = await this.queue.publish({
+        messageId,
+        userId: req.userId,
+        date: req.date,
+        queuedAt: queuedAt.toISOString(),
+      });
+      seq = ack.seq;
+    } catch {
+      // Never an accepted message that is not on the queue: undo the reservation and say so.
+      await settle(redis, req, messageId, true, 'drop').catch(() => undefined);
+      await redis.del(keys.result(messageId)).catch(() => undefined);
+      return this.refuse(
+        'unavailable',
+        appError('UNAVAILABLE', 'The purchase queue is unavailable, try again'),
+      );
+    }
+    redis.hset(keys.result(messageId), 'seq', seq).catch(() => undefined);
+    this.events.submitted('accepted');
+    const position = this.positionOf(seq);
+    return {
+      messageId,
+      status: 'PENDING',
+      pollIntervalMs: this.pollInterval(position),
+      resultUrl: resultUrl(messageId),
+      position,
+    };
+  }
+
+  /** The result record; with `waitMs` it waits for a terminal status (long poll). */
+  async result(messageId: string, waitMs = 0): Promise<ResultRecord & { pollIntervalMs?: number }> {
+    const cached = this.terminal.get(messageId);
+    if (cached) return cached;
+    if (waitMs <= 0) return this.decorate(await this.read(messageId));
+    // Watch before reading, so a transition between the two cannot be missed.
+    let wake!: (record: ResultRecord | null) => void;
+    const woken = new Promise<ResultRecord | null>((resolve) => (wake = resolve));
+    const watching = merge(
+      this.hub.watch(messageId).pipe(filter((r) => isTerminal(r.status))),
+      timer(Math.min(waitMs, this.rt.config.poll.longPollMaxMs)).pipe(map(() => null)),
+    )
+      .pipe(take(1))
+      .subscribe(wake);
+    try {
+      const now = await this.read(messageId);
+      if (isTerminal(now.status)) return now;
+      return (await woken) ?? this.decorate(await this.read(messageId));
+    } finally {
+      watching.unsubscribe();
+    }
+  }
+
+  async resultByUser(userId: number, date: string): Promise<ResultRecord> {
+    const claim = await this.rt.redis.hget(keys.claims(date), String(userId));
+    if (claim && !isV1Claim(claim)) {
+      const record = await readResult(this.rt.redis, this.rt.db, claim);
+      if (record) return this.decorate(record);
+    }
+    const order = await validOrderOf(this.rt.db, userId, date);
+    if (order) return fromOrder(order);
+    throw appError('NOT_FOUND', 'No purchase for this user and day');
+  }
+
+  async results(
+    messageIds: string[],
+  ): Promise<(ResultRecord | { messageId: string; code: number; message: string })[]> {
+    return Promise.all(
+      messageIds.map(async (messageId) => {
+        try {
+          return await this.result(messageId);
+        } catch (err) {
+          if ((err as { data?: { appCode?: number } }).data?.appCode !== 6008) throw err;
+          return { messageId, code: 6008, message: 'No such message' };
+        }
+      }),
+    );
+  }
+
+  /** Result transitions from the workers (broker event). */
+  onResults(records: ResultRecord[]): void {
+    for (const record of records) {
+      if (isTerminal(record.status)) {
+        this.terminal.set(record.messageId, record);
+        if (record.status === 'SUCCESS')
+          this.soldOut.get(record.date)?.set(String(record.userId), record.messageId);
+      }
+      this.hub.emit(record);
+    }
+  }
+
+  markSoldOut(date: string): void {
+    if (this.soldOut.has(date)) return;
+    const claims = new Map<string, string>();
+    this.soldOut.set(date, claims);
+    this.rt.redis
+      .hgetall(keys.claims(date))
+      .then((all) => {
+        for (const [userId, claim] of Object.entries(all)) if (!claims.has(userId)) claims.set(userId, claim);
+      })
+      .catch(() => undefined);
+  }
+
+  stockChanged(date: string): void {
+    this.soldOut.delete(date);
+  }
+
+  setPaused(paused: boolean): void {
+    this.paused = paused;
+  }
+
+  get soldOutDays(): string[] {
+    return [...this.soldOut.keys()];
+  }
+
+  /** Consumer progress, for queue positions and adaptive poll intervals. */
+  async refreshBacklog(): Promise<void> {
+    const info = await this.queue.consumerInfo();
+    const now = Date.now();
+    const floor = info.ack_floor.stream_seq;
+    const prev = this.backlog;
+    if (prev.at > 0 && floor > prev.ackFloor) {
+      const rate = ((floor - prev.ackFloor) * 1000) / Math.max(1, now - prev.at);
+      this.backlog.drainPerSec = 0.7 * prev.drainPerSec + 0.3 * rate;
+    }
+    this.backlog = {
+      ...this.backlog,
+      ackFloor: floor,
+      waiting: info.num_pending + info.num_ack_pending,
+      at: now,
+    };
+  }
+
+  get queueBacklog(): number {
+    return this.backlog.waiting;
+  }
+
+  private positionOf(seq: number | undefined): number | undefined {
+    if (!seq || this.backlog.at === 0) return undefined;
+    return Math.max(0, seq - this.backlog.ackFloor - 1);
+  }
+
+  /** Smart polling: wait about as long as the queue ahead needs to drain, within bounds. */
+  private pollInterval(position: number | undefined): number {
+    const { minMs, maxMs } = this.rt.config.poll;
+    const ahead = position ?? this.backlog.waiting;
+    const estimate = (ahead * 1000) / Math.max(1, this.backlog.drainPerSec);
+    return Math.round(Math.min(maxMs, Math.max(minMs, estimate)));
+  }
+
+  private decorate(record: ResultRecord): ResultRecord & { pollIntervalMs?: number } {
+    if (isTerminal(record.status)) return record;
+    const position = record.status === 'PENDING' ? this.positionOf(record.seq) : undefined;
+    return {
+      ...record,
+      ...(position !== undefined ? { position } : {}),
+      pollIntervalMs: this.pollInterval(position),
+    };
+  }
+
+  private async read(messageId: string): Promise<ResultRecord> {
+    const record = await readResult(this.rt.redis, this.rt.db, messageId);
+    if (!record) throw appError('NOT_FOUND', 'No such message');
+    if (isTerminal(record.status)) this.terminal.set(messageId, record);
+    return record;
+  }
+
+  private async existing(messageId: string): Promise<SubmitAnswer> {
+    this.events.submitted('duplicate');
+    const record =
+      this.terminal.get(messageId) ??
+      (await readResult(this.rt.redis, this.rt.db, messageId)) ??
+      (await orderByMessageId(this.rt.db, messageId).then((o) => (o ? fromOrder(o) : null)));
+    const status = record?.status ?? 'PENDING';
+    const position = status === 'PENDING' ? this.positionOf(record?.seq) : undefined;
+    return {
+      messageId,
+      status,
+      pollIntervalMs: this.pollInterval(position),
+      resultUrl: resultUrl(messageId),
+      position,
+    };
+  }
+
+  private refuse(outcome: Outcome, err: Error): never {
+    this.events.submitted(outcome);
+    throw err;
+  }
+}
+
+const resultUrl = (messageId: string) => `/api/tickets/v2/purchase/result?messageId=${messageId}`;

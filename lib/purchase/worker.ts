@@ -1,0 +1,198 @@
+import { createActor, fromPromise, toPromise } from 'xstate';
+import { bufferTime, filter, from, mergeMap, Subject, type Subscription } from 'rxjs';
+import type { JsMsg } from 'nats';
+import type Redis from 'ioredis';
+import type { Sequelize } from 'sequelize';
+import type { Config } from '../../config';
+import {
+  isTerminal,
+  purchaseMachine,
+  type OrderOutcome,
+  type ProcessOrderInput,
+  type StatusReport,
+} from '../../machines/purchase.machine';
+import { isTransientError } from '../errors';
+import { settle } from './admission';
+import { OrderWriter } from './order-writer';
+import { decode, type PurchaseMessage, type PurchaseQueue } from './queue';
+import { toFields, type ResultRecord } from './results';
+import { keys } from '../store/keys';
+
+export interface WorkerHooks {
+  /** Batches of result transitions, to publish so waiting clients wake up. */
+  publish(records: ResultRecord[]): void;
+  /** One message reached a terminal state (for metrics). */
+  finished?(record: ResultRecord, latencyMs: number): void;
+  /** A dead letter was written (for metrics and alerts). */
+  deadLettered?(record: ResultRecord): void;
+  onBatch?(size: number, ms: number): void;
+  log: { warn(...args: unknown[]): void; error(...args: unknown[]): void };
+}
+
+/**
+ * Consumes the purchase queue: RxJS with bounded concurrency (mergeMap) over the durable pull
+ * consumer, whose max_ack_pending bounds what the server hands out; one XState actor per message,
+ * whose effects are supplied here; order writes batched by the OrderWriter.
+ */
+export class PurchaseWorker {
+  private readonly writer: OrderWriter;
+  private readonly transitions$ = new Subject<ResultRecord>();
+  private subscriptions: Subscription[] = [];
+  private stopping = false;
+  private messages?: { stop(): void; close(): Promise<void | Error> };
+  inFlight = 0;
+  processed = 0;
+
+  constructor(
+    private readonly config: Config,
+    private readonly db: Sequelize,
+    private readonly redis: Redis,
+    private readonly queue: PurchaseQueue,
+    private readonly hooks: WorkerHooks,
+  ) {
+    this.writer = new OrderWriter(db, redis, {
+      batchSize: config.worker.batchSize,
+      batchMs: config.worker.batchMs,
+      lockTimeoutMs: config.db.lockTimeoutMs,
+      onBatch: hooks.onBatch,
+    });
+  }
+
+  async start(): Promise<void> {
+    this.subscriptions.push(
+      this.transitions$
+        .pipe(
+          bufferTime(20, null, 500),
+          filter((records) => records.length > 0),
+        )
+        .subscribe((records) => this.hooks.publish(records)),
+    );
+    const consumer = await this.queue.js.consumers.get(this.queue.names.stream, this.queue.names.consumer);
+    const messages = await consumer.consume({ max_messages: Math.min(this.config.worker.concurrency, 1000) });
+    this.messages = messages;
+    this.subscriptions.push(
+      from(messages)
+        .pipe(mergeMap((msg) => this.handle(msg), this.config.worker.concurrency))
+        .subscribe({ error: (err) => this.hooks.log.error('Queue consumption stopped', err) }),
+    );
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.messages?.stop();
+    // Let in-flight messages finish (their acks must go out) before closing.
+    const deadline = Date.now() + 10_000;
+    while (this.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    for (const s of this.subscriptions) s.unsubscribe();
+    this.writer.close();
+  }
+
+  /** Drives one delivery through the machine; resolves once the message is acked, naked or dead-lettered. */
+  private async handle(msg: JsMsg): Promise<void> {
+    if (this.stopping) return;
+    this.inFlight++;
+    try {
+      let message: PurchaseMessage;
+      try {
+        message = decode<PurchaseMessage>(msg.data);
+        if (!message.messageId || !Number.isSafeInteger(message.userId) || !message.date)
+          throw new Error('bad payload');
+      } catch {
+        await this.deadLetterUnreadable(msg);
+        return;
+      }
+      await this.run(msg, message);
+    } catch (err) {
+      this.hooks.log.error('Message handling failed; it will be redelivered', err);
+    } finally {
+      this.inFlight--;
+      this.processed++;
+    }
+  }
+
+  private async run(msg: JsMsg, message: PurchaseMessage): Promise<void> {
+    const { worker, queue, resultTtlSeconds } = this.config;
+    const base = {
+      messageId: message.messageId,
+      userId: message.userId,
+      date: message.date,
+      queuedAt: message.queuedAt,
+    };
+    const seq = msg.seq;
+    const writes: Promise<unknown>[] = [];
+    const report = (r: StatusReport) => {
+      const now = new Date().toISOString();
+      const record: ResultRecord = {
+        ...base,
+        status: r.status,
+        attempts: r.attempts,
+        updatedAt: now,
+        seq,
+        ...(r.orderNo ? { orderNo: r.orderNo, ticketCode: r.ticketCode } : {}),
+        ...(r.errorCode ? { errorCode: r.errorCode, errorMessage: r.errorMessage } : {}),
+        ...(isTerminal(r.status) ? { completedAt: now } : {}),
+      };
+      const key = keys.result(message.messageId);
+      const tx = this.redis.multi().hset(key, toFields(record));
+      // A retried message may carry an error from an earlier try; a success clears it.
+      if (r.status === 'SUCCESS') tx.hdel(key, 'errorCode', 'errorMessage');
+      writes.push(tx.expire(key, resultTtlSeconds).exec());
+      this.transitions$.next(record);
+      if (isTerminal(r.status)) {
+        this.hooks.finished?.(record, Date.now() - Date.parse(message.queuedAt));
+        if (r.errorCode === 5000) this.hooks.deadLettered?.(record);
+      }
+    };
+    const machine = purchaseMachine.provide({
+      actions: {
+        report: (_, params: StatusReport) => report(params),
+        ack: () => writes.push(Promise.all(writes).then(() => msg.ackAck())),
+        nak: (_, { delayMs }: { delayMs: number }) =>
+          writes.push(Promise.all(writes).then(() => msg.nak(delayMs))),
+        deadLetter: (_, { errorMessage }: { errorMessage: string }) => {
+          writes.push(
+            this.queue
+              .deadLetter(message, errorMessage, msg.info.deliveryCount)
+              .then(() => settle(this.redis, message, message.messageId, true, 'drop'))
+              .then(() => msg.term()),
+          );
+        },
+      },
+      actors: {
+        processOrder: fromPromise<OrderOutcome, ProcessOrderInput>(({ input }) => this.writer.submit(input)),
+      },
+      guards: {
+        isTransient: (_, { error }: { error: unknown }) => isTransientError(error),
+      },
+    });
+    const actor = createActor(machine, {
+      input: {
+        messageId: message.messageId,
+        userId: message.userId,
+        date: message.date,
+        deliveryCount: msg.info.deliveryCount,
+        maxDeliver: queue.maxDeliver,
+        retryAttempts: worker.retryAttempts,
+        retryBaseMs: worker.retryBaseMs,
+        delayMs: queue.delayMs,
+      },
+    });
+    const done = toPromise(actor);
+    actor.start();
+    actor.send({ type: 'START' });
+    await done;
+    await Promise.all(writes);
+  }
+
+  /** A payload nobody can read is kept for a human in the dead-letter stream, then dropped. */
+  private async deadLetterUnreadable(msg: JsMsg): Promise<void> {
+    const raw = new TextDecoder().decode(msg.data).slice(0, 1000);
+    this.hooks.log.warn('Unreadable purchase message dead-lettered', msg.subject, raw);
+    await this.queue.deadLetter(
+      { messageId: `unreadable-${msg.seq}`, userId: 0, date: 'unknown', queuedAt: new Date().toISOString() },
+      `unreadable payload: ${raw}`,
+      msg.info.deliveryCount,
+    );
+    msg.term();
+  }
+}

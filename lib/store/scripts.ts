@@ -1,0 +1,78 @@
+/**
+ * Lua scripts: each runs atomically in Redis, so one round trip decides an admission without races.
+ * Their contracts are tested in test/unit/lua-scripts.test.ts against a real Redis.
+ */
+
+/**
+ * admit — rate limits, pause, idempotent claim and stock reservation in one step.
+ * KEYS: ready, paused, userRate, globalRate, stock, claims, pending, result
+ * ARGV: userId, messageId, userMax, userWindowMs, globalMax, globalWindowMs, resultTtlSeconds (0 = no
+ *       result record), date, nowIso
+ * Returns {outcome, value}: NOT_READY | PAUSED | RATE_LIMITED | EXISTS <claim> | SOLD_OUT | OK <remaining>
+ */
+export const ADMIT = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'NOT_READY', ''} end
+if redis.call('EXISTS', KEYS[2]) == 1 then return {'PAUSED', ''} end
+local userMax = tonumber(ARGV[3])
+if userMax > 0 then
+  local n = redis.call('INCR', KEYS[3])
+  if n == 1 then redis.call('PEXPIRE', KEYS[3], ARGV[4]) end
+  if n > userMax then return {'RATE_LIMITED', ''} end
+end
+local globalMax = tonumber(ARGV[5])
+if globalMax > 0 then
+  local n = redis.call('INCR', KEYS[4])
+  if n == 1 then redis.call('PEXPIRE', KEYS[4], ARGV[6]) end
+  if n > globalMax then return {'RATE_LIMITED', ''} end
+end
+local claim = redis.call('HGET', KEYS[6], ARGV[1])
+if claim then return {'EXISTS', claim} end
+local stock = redis.call('GET', KEYS[5])
+if not stock then return {'NOT_READY', ''} end
+if tonumber(stock) <= 0 then return {'SOLD_OUT', ''} end
+local remaining = redis.call('DECR', KEYS[5])
+redis.call('HSET', KEYS[6], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[7], ARGV[2], ARGV[1])
+local ttl = tonumber(ARGV[7])
+if ttl > 0 then
+  redis.call('HSET', KEYS[8], 'messageId', ARGV[2], 'userId', ARGV[1], 'date', ARGV[8], 'status', 'PENDING',
+    'attempts', '0', 'queuedAt', ARGV[9], 'updatedAt', ARGV[9])
+  redis.call('EXPIRE', KEYS[8], ttl)
+end
+return {'OK', tostring(remaining)}
+`;
+
+/**
+ * settle — ends a reservation once its message (or V1 purchase) has an outcome. Idempotent: it acts
+ * only while the message is still pending, so a redelivery cannot return stock twice.
+ * KEYS: stock, claims, pending
+ * ARGV: userId, messageId, stockDelta (0 or 1: give the reserved ticket back), claimMode
+ *       ('keep' | 'drop' | 'set'), claimValue (for 'set')
+ * Returns 1 when it settled, 0 when the message was not pending.
+ */
+export const SETTLE = `
+if redis.call('HDEL', KEYS[3], ARGV[2]) == 0 then return 0 end
+local delta = tonumber(ARGV[3])
+if delta ~= 0 and redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCRBY', KEYS[1], delta) end
+if ARGV[4] == 'drop' then
+  if redis.call('HGET', KEYS[2], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[2], ARGV[1]) end
+elseif ARGV[4] == 'set' then
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[5])
+end
+return 1
+`;
+
+/**
+ * restock — applies a stock change decided in the database (cancel, admin total change) to the
+ * admission counter, keeping in-flight reservations counted.
+ * KEYS: stock, pending
+ * ARGV: databaseRemaining
+ * Returns the new admission stock.
+ */
+export const RESTOCK = `
+local pending = redis.call('HLEN', KEYS[2])
+local stock = tonumber(ARGV[1]) - pending
+if stock < 0 then stock = 0 end
+redis.call('SET', KEYS[1], stock)
+return stock
+`;

@@ -1,0 +1,88 @@
+import { QueryTypes } from 'sequelize';
+import type { Runtime } from '../runtime';
+import { fromOrder, toFields } from '../purchase/results';
+import { keys } from '../store/keys';
+import { findDays } from './days';
+import type { OrderView } from './orders';
+
+export interface DayRepair {
+  date: string;
+  stock: { cached: number | null; expected: number };
+  claimsAdded: number;
+  claimsRemoved: number;
+  resultsRestored: number;
+  pending: number;
+}
+
+export interface RepairReport {
+  rebuilt: boolean;
+  days: DayRepair[];
+  differences: number;
+}
+
+/**
+ * Makes Redis agree with the database for the given days: stock (database remaining less the
+ * reservations still in flight), each valid order's claim, and the results of successful orders.
+ * Used at start (warm-up), after Redis lost its data, and by the admin reconcile call.
+ */
+export async function reconcileCache(rt: Runtime, dates: string[]): Promise<RepairReport> {
+  const { db, redis } = rt;
+  const wasReady = (await redis.exists(keys.ready)) === 1;
+  const days = await findDays(db, dates);
+  const report: RepairReport = { rebuilt: !wasReady, days: [], differences: 0 };
+  for (const day of days) {
+    const orders = await db.query<OrderView>(
+      `SELECT order_no AS "orderNo", message_id AS "messageId", user_id AS "userId", date,
+         ticket_code AS "ticketCode", status, created_at AS "createdAt", cancelled_at AS "cancelledAt"
+       FROM orders WHERE date = $1 AND status = 'valid'`,
+      { bind: [day.date], type: QueryTypes.SELECT },
+    );
+    const [cachedClaims, pending, cachedStock] = await Promise.all([
+      redis.hgetall(keys.claims(day.date)),
+      redis.hgetall(keys.pending(day.date)),
+      redis.get(keys.stock(day.date)),
+    ]);
+    const expected = new Map<string, string>();
+    for (const [messageId, userId] of Object.entries(pending)) expected.set(userId, messageId);
+    for (const o of orders) expected.set(String(o.userId), o.messageId ?? `v1:${o.orderNo}`);
+
+    const toAdd: Record<string, string> = {};
+    for (const [userId, claim] of expected) if (cachedClaims[userId] !== claim) toAdd[userId] = claim;
+    const toRemove = Object.keys(cachedClaims).filter((userId) => !expected.has(userId));
+
+    const withMessage = orders.filter((o) => o.messageId);
+    const statuses = withMessage.length
+      ? await redis.pipeline(withMessage.map((o) => ['hget', keys.result(o.messageId!), 'status'])).exec()
+      : [];
+    const missingResults = withMessage.filter((_, i) => statuses?.[i]?.[1] !== 'SUCCESS');
+
+    const stock = Math.max(0, day.remaining - Object.keys(pending).length);
+    const tx = redis.multi();
+    if (Object.keys(toAdd).length) tx.hset(keys.claims(day.date), toAdd);
+    if (toRemove.length) tx.hdel(keys.claims(day.date), ...toRemove);
+    for (const o of missingResults) {
+      const key = keys.result(o.messageId!);
+      tx.hset(key, toFields(fromOrder(o))).expire(key, rt.config.resultTtlSeconds);
+    }
+    // Stock last: admission treats a missing stock key as "not ready", so claims come first.
+    tx.set(keys.stock(day.date), stock);
+    await tx.exec();
+
+    const repair: DayRepair = {
+      date: day.date,
+      stock: { cached: cachedStock === null ? null : Number(cachedStock), expected: stock },
+      claimsAdded: Object.keys(toAdd).length,
+      claimsRemoved: toRemove.length,
+      resultsRestored: missingResults.length,
+      pending: Object.keys(pending).length,
+    };
+    report.days.push(repair);
+    report.differences +=
+      repair.claimsAdded +
+      repair.claimsRemoved +
+      repair.resultsRestored +
+      (repair.stock.cached === stock ? 0 : 1);
+  }
+  await redis.set(keys.ready, new Date().toISOString());
+  return report;
+}

@@ -1,0 +1,92 @@
+import { QueryTypes, type Sequelize } from 'sequelize';
+import { appError } from '../errors';
+import { saleDates, weekdayOf, type SaleCalendar } from '../sale/calendar';
+import type { DayStatus } from '../db/models';
+
+export interface DayRow {
+  date: string;
+  name: string;
+  total: number;
+  remaining: number;
+  sold: number;
+  version: number;
+  status: DayStatus;
+}
+
+export interface DayView extends DayRow {
+  weekday: string;
+  soldOut: boolean;
+}
+
+export const toView = (row: DayRow): DayView => ({
+  ...row,
+  weekday: weekdayOf(row.date),
+  soldOut: row.remaining <= 0,
+});
+
+const COLUMNS = 'date, name, total, remaining, sold, version, status';
+
+export async function findDays(db: Sequelize, dates: string[]): Promise<DayRow[]> {
+  return db.query<DayRow>(`SELECT ${COLUMNS} FROM ticket_days WHERE date = ANY($1::date[]) ORDER BY date`, {
+    bind: [dates],
+    type: QueryTypes.SELECT,
+  });
+}
+
+export async function findDay(db: Sequelize, date: string): Promise<DayRow | undefined> {
+  const [row] = await findDays(db, [date]);
+  return row;
+}
+
+/** The days currently on sale, in date order. */
+export async function listSaleDays(db: Sequelize, cal: SaleCalendar, now = new Date()): Promise<DayView[]> {
+  return (await findDays(db, saleDates(cal, now))).map(toView);
+}
+
+/**
+ * The daily roll: creates the coming sale days with their default stock and stops past ones.
+ * Idempotent; several nodes may run it at once.
+ */
+export async function rollDays(
+  db: Sequelize,
+  cal: SaleCalendar,
+  defaultTotals: number[],
+  now = new Date(),
+): Promise<{ created: string[]; stopped: string[]; dates: string[] }> {
+  const dates = saleDates(cal, now);
+  const totals = dates.map((_, i) => defaultTotals[Math.min(i, defaultTotals.length - 1)]);
+  const created = await db.query<{ date: string }>(
+    `INSERT INTO ticket_days (date, name, total, remaining)
+     SELECT d, 'Sale day ' || to_char(d, 'YYYY-MM-DD'), t, t FROM unnest($1::date[], $2::int[]) AS x(d, t)
+     ON CONFLICT (date) DO NOTHING RETURNING date`,
+    { bind: [dates, totals], type: QueryTypes.SELECT },
+  );
+  const stopped = await db.query<{ date: string }>(
+    `UPDATE ticket_days SET status = 'stopped', updated_at = now()
+     WHERE date < $1::date AND status = 'on_sale' RETURNING date`,
+    { bind: [dates[0]], type: QueryTypes.SELECT },
+  );
+  return { created: created.map((r) => r.date), stopped: stopped.map((r) => r.date), dates };
+}
+
+/** Creates a day or sets its stock: `remaining` becomes `total - sold`; below `sold` is refused. */
+export async function setStock(db: Sequelize, date: string, total: number, name?: string): Promise<DayRow> {
+  return db.transaction(async (transaction) => {
+    const [row] = await db.query<DayRow>(
+      `INSERT INTO ticket_days (date, name, total, remaining) VALUES ($1, $2, $3, $3)
+       ON CONFLICT (date) DO UPDATE SET updated_at = now()
+       RETURNING ${COLUMNS}`,
+      { bind: [date, name ?? `Sale day ${date}`, total], type: QueryTypes.SELECT, transaction },
+    );
+    if (total < row.sold) {
+      throw appError('INVALID_PARAM', `total ${total} is below the ${row.sold} tickets already sold`);
+    }
+    const [updated] = await db.query<DayRow>(
+      `UPDATE ticket_days SET total = $2, remaining = $2 - sold, name = COALESCE($3, name),
+         version = version + 1, updated_at = now()
+       WHERE date = $1 RETURNING ${COLUMNS}`,
+      { bind: [date, total, name ?? null], type: QueryTypes.SELECT, transaction },
+    );
+    return updated;
+  });
+}

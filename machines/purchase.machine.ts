@@ -1,0 +1,291 @@
+import { assign, fromPromise, setup } from 'xstate';
+
+/**
+ * The life cycle of ONE purchase message inside a worker (SPEC §4). The machine does no I/O:
+ * the worker supplies every effect with `purchaseMachine.provide({ actions, actors, guards })`.
+ */
+
+export type PurchaseStatus = 'PENDING' | 'PROCESSING' | 'RETRYING' | 'DELAYED' | 'SUCCESS' | 'FAILED';
+
+export const TERMINAL_STATUSES: readonly PurchaseStatus[] = Object.freeze(['SUCCESS', 'FAILED'] as const);
+
+export function isTerminal(status: string): boolean {
+  return (TERMINAL_STATUSES as readonly string[]).includes(status);
+}
+
+export interface PurchaseMachineInput {
+  messageId: string;
+  userId: number;
+  date: string;
+  /** 1-based JetStream delivery count of this delivery. */
+  deliveryCount: number;
+  /** JetStream max deliveries; on the last one, exhausted retries dead-letter. */
+  maxDeliver: number;
+  /** In-worker retries per delivery after the first try (0 = no retry). */
+  retryAttempts: number;
+  /** Backoff: retryBaseMs * 2^(retry-1). */
+  retryBaseMs: number;
+  /** Nak delay base: delayMs * 2^(deliveryCount-1), capped at 60000. */
+  delayMs: number;
+}
+
+export type OrderOutcome =
+  | { kind: 'success'; orderNo: string; ticketCode: string }
+  | { kind: 'rejected'; errorCode: number; errorMessage: string };
+
+export interface ProcessOrderInput {
+  messageId: string;
+  userId: number;
+  date: string;
+  /** 1-based try number within this delivery. */
+  attempt: number;
+}
+
+export interface StatusReport {
+  status: PurchaseStatus;
+  /** Total processing tries so far, counting earlier deliveries. */
+  attempts: number;
+  orderNo?: string;
+  ticketCode?: string;
+  errorCode?: number;
+  errorMessage?: string;
+  /** For RETRYING and DELAYED: when the next try happens. */
+  retryInMs?: number;
+}
+
+export const SYSTEM_ERROR_CODE = 5000;
+
+export type PurchaseDisposition = 'acked' | 'requeued' | 'deadLettered';
+
+export interface PurchaseMachineOutput {
+  status: PurchaseStatus;
+  disposition: PurchaseDisposition;
+}
+
+interface PurchaseContext extends PurchaseMachineInput {
+  /** 1-based try number within this delivery. */
+  attempt: number;
+  outcome: OrderOutcome | null;
+  lastError: string | null;
+  result: PurchaseMachineOutput | null;
+}
+
+const MAX_NAK_DELAY_MS = 60_000;
+
+function totalAttempts(ctx: PurchaseContext): number {
+  return (ctx.deliveryCount - 1) * (ctx.retryAttempts + 1) + ctx.attempt;
+}
+
+// Retry number k follows failed try k, so the k-th retry waits retryBaseMs * 2^(k-1).
+function backoffMs(ctx: PurchaseContext): number {
+  return ctx.retryBaseMs * 2 ** (ctx.attempt - 1);
+}
+
+function nakDelayMs(ctx: PurchaseContext): number {
+  return Math.min(ctx.delayMs * 2 ** (ctx.deliveryCount - 1), MAX_NAK_DELAY_MS);
+}
+
+/** A readable message for any rejection value; never throws (it runs inside an action). */
+function describeError(error: unknown): string {
+  try {
+    if (error instanceof Error) return error.message || error.name;
+    if (typeof error === 'string') return error;
+    if (error === undefined || typeof error === 'function' || typeof error === 'symbol') return String(error);
+    if (
+      typeof error === 'object' &&
+      error !== null &&
+      'message' in error &&
+      typeof error.message === 'string'
+    ) {
+      return error.message;
+    }
+    const json = JSON.stringify(error);
+    return json === undefined ? String(error) : json;
+  } catch {
+    // Circular objects, BigInt, hostile toString: fall back to something that cannot throw.
+    try {
+      return String(error);
+    } catch {
+      return Object.prototype.toString.call(error);
+    }
+  }
+}
+
+function outcomeReport(ctx: PurchaseContext): StatusReport {
+  const attempts = totalAttempts(ctx);
+  const o = ctx.outcome;
+  if (o?.kind === 'success') {
+    return { status: 'SUCCESS', attempts, orderNo: o.orderNo, ticketCode: o.ticketCode };
+  }
+  if (o?.kind === 'rejected') {
+    return { status: 'FAILED', attempts, errorCode: o.errorCode, errorMessage: o.errorMessage };
+  }
+  // Unreachable: success/failed are only entered with an outcome.
+  return { status: 'FAILED', attempts, errorCode: SYSTEM_ERROR_CODE, errorMessage: 'No order outcome' };
+}
+
+function notProvided(what: string): Error {
+  return new Error(`purchaseMachine: ${what} was not provided (use purchaseMachine.provide)`);
+}
+
+export const purchaseMachine = setup({
+  types: {} as {
+    context: PurchaseContext;
+    events: { type: 'START' };
+    input: PurchaseMachineInput;
+    output: PurchaseMachineOutput;
+  },
+  actions: {
+    // Reporting is optional for tools and tests; the queue effects are not.
+    report: (_, _params: StatusReport) => {},
+    ack: () => {
+      throw notProvided('action "ack"');
+    },
+    nak: (_, _params: { delayMs: number }) => {
+      throw notProvided('action "nak"');
+    },
+    deadLetter: (_, _params: { errorMessage: string }) => {
+      throw notProvided('action "deadLetter"');
+    },
+  },
+  actors: {
+    processOrder: fromPromise<OrderOutcome, ProcessOrderInput>(() =>
+      Promise.reject(notProvided('actor "processOrder"')),
+    ),
+  },
+  guards: {
+    // Default: every error is transient, so an unknown failure is retried rather than lost.
+    isTransient: (_, _params: { error: unknown }) => true,
+    hasRetryLeft: ({ context }) => context.attempt <= context.retryAttempts,
+    hasDeliveryLeft: ({ context }) => context.deliveryCount < context.maxDeliver,
+  },
+  delays: {
+    backoff: ({ context }) => backoffMs(context),
+  },
+}).createMachine({
+  id: 'purchase',
+  context: ({ input }) => ({
+    ...input,
+    attempt: 1,
+    outcome: null,
+    lastError: null,
+    result: null,
+  }),
+  initial: 'pending',
+  output: ({ context }) => context.result ?? { status: 'FAILED', disposition: 'deadLettered' },
+  states: {
+    pending: {
+      on: { START: 'processing' },
+    },
+    processing: {
+      entry: {
+        type: 'report',
+        params: ({ context }) => ({ status: 'PROCESSING', attempts: totalAttempts(context) }),
+      },
+      invoke: {
+        src: 'processOrder',
+        input: ({ context }) => ({
+          messageId: context.messageId,
+          userId: context.userId,
+          date: context.date,
+          attempt: context.attempt,
+        }),
+        onDone: [
+          {
+            guard: ({ event }) => event.output.kind === 'success',
+            target: 'success',
+            actions: assign({ outcome: ({ event }) => event.output }),
+          },
+          { target: 'failed', actions: assign({ outcome: ({ event }) => event.output }) },
+        ],
+        onError: [
+          {
+            guard: { type: 'isTransient', params: ({ event }) => ({ error: event.error }) },
+            target: 'transientError',
+            actions: assign({ lastError: ({ event }) => describeError(event.error) }),
+          },
+          // Poison message: retrying cannot help.
+          {
+            target: 'deadLettered',
+            actions: assign({ lastError: ({ event }) => describeError(event.error) }),
+          },
+        ],
+      },
+    },
+    // Eventless choice point, so the worker's isTransient guard stays a single positive check.
+    transientError: {
+      always: [
+        { guard: 'hasRetryLeft', target: 'retrying' },
+        { guard: 'hasDeliveryLeft', target: 'delayed' },
+        // Last delivery: give up.
+        { target: 'deadLettered' },
+      ],
+    },
+    retrying: {
+      entry: {
+        type: 'report',
+        params: ({ context }) => ({
+          status: 'RETRYING',
+          attempts: totalAttempts(context),
+          retryInMs: backoffMs(context),
+        }),
+      },
+      after: {
+        backoff: {
+          target: 'processing',
+          actions: assign({ attempt: ({ context }) => context.attempt + 1 }),
+        },
+      },
+    },
+    delayed: {
+      type: 'final',
+      entry: [
+        {
+          type: 'report',
+          params: ({ context }) => ({
+            status: 'DELAYED',
+            attempts: totalAttempts(context),
+            retryInMs: nakDelayMs(context),
+          }),
+        },
+        { type: 'nak', params: ({ context }) => ({ delayMs: nakDelayMs(context) }) },
+        assign({ result: { status: 'DELAYED', disposition: 'requeued' } }),
+      ],
+    },
+    deadLettered: {
+      type: 'final',
+      entry: [
+        {
+          type: 'deadLetter',
+          params: ({ context }) => ({ errorMessage: context.lastError ?? 'Unknown error' }),
+        },
+        {
+          type: 'report',
+          params: ({ context }) => ({
+            status: 'FAILED',
+            attempts: totalAttempts(context),
+            errorCode: SYSTEM_ERROR_CODE,
+            errorMessage: context.lastError ?? 'Unknown error',
+          }),
+        },
+        assign({ result: { status: 'FAILED', disposition: 'deadLettered' } }),
+      ],
+    },
+    success: {
+      type: 'final',
+      entry: [
+        { type: 'report', params: ({ context }) => outcomeReport(context) },
+        'ack',
+        assign({ result: { status: 'SUCCESS', disposition: 'acked' } }),
+      ],
+    },
+    failed: {
+      type: 'final',
+      entry: [
+        { type: 'report', params: ({ context }) => outcomeReport(context) },
+        'ack',
+        assign({ result: { status: 'FAILED', disposition: 'acked' } }),
+      ],
+    },
+  },
+});

@@ -1,0 +1,84 @@
+import type { Context, ServiceSchema, ServiceSettingSchema } from 'moleculer';
+import { resendDeadLetter } from '../lib/purchase/dead-letters';
+import type { PurchaseQueue } from '../lib/purchase/queue';
+import type { ResultRecord } from '../lib/purchase/results';
+import { PurchaseWorker } from '../lib/purchase/worker';
+import { METRICS, registerMetrics } from '../lib/metrics';
+import { runtimeOf, type Runtime } from '../lib/runtime';
+import { messageIdRule } from '../lib/validation';
+
+type Vars = { rt: Runtime; queue: PurchaseQueue; worker: PurchaseWorker };
+
+/** Consumes the purchase queue and owns the dead-letter queue (SPEC §4). */
+const purchaseWorkerService: ServiceSchema<ServiceSettingSchema, Record<string, never>, Vars> = {
+  name: 'purchase-worker',
+  dependencies: ['tickets'],
+
+  actions: {
+    deadLetters: {
+      params: {
+        $$strict: true,
+        limit: { type: 'number', integer: true, min: 1, max: 1000, optional: true, convert: true },
+      },
+      handler(ctx: Context<{ limit?: number }>) {
+        return this.queue.deadLetters(ctx.params.limit ?? 100);
+      },
+    },
+
+    resend: {
+      params: { $$strict: true, messageId: messageIdRule },
+      handler(ctx: Context<{ messageId: string }>) {
+        return resendDeadLetter(this.queue, this.rt.redis, this.rt.config, ctx.params.messageId);
+      },
+    },
+
+    queueStats: {
+      async handler() {
+        const [consumer, dlq] = await Promise.all([
+          this.queue.consumerInfo(),
+          this.queue.jsm.streams.info(this.queue.names.dlqStream),
+        ]);
+        return {
+          backlog: consumer.num_pending + consumer.num_ack_pending,
+          waiting: consumer.num_pending,
+          inProgress: consumer.num_ack_pending,
+          redelivered: consumer.num_redelivered,
+          consumers: consumer.num_waiting,
+          ackFloor: consumer.ack_floor.stream_seq,
+          deadLetters: dlq.state.messages,
+        };
+      },
+    },
+  },
+
+  created() {
+    this.rt = runtimeOf(this.broker);
+    registerMetrics(this.broker);
+  },
+
+  async started() {
+    this.queue = await this.rt.queue(this.broker.nodeID);
+    this.worker = new PurchaseWorker(this.rt.config, this.rt.db, this.rt.redis, this.queue, {
+      publish: (records: ResultRecord[]) => {
+        for (const r of records) this.broker.metrics.increment(METRICS.transitions, { status: r.status });
+        void this.broker.broadcast('purchase.results', { records });
+      },
+      finished: (_record, latencyMs) => this.broker.metrics.observe(METRICS.latency, latencyMs),
+      deadLettered: (record) => {
+        void this.broker.broadcast('purchase.deadLettered', { record });
+      },
+      onBatch: (size) => {
+        this.broker.metrics.observe(METRICS.batchSize, size);
+        this.broker.metrics.increment(METRICS.ordersCommitted, undefined, size);
+      },
+      log: this.logger,
+    });
+    await this.worker.start();
+  },
+
+  async stopped() {
+    await this.worker?.stop();
+  },
+};
+
+export default purchaseWorkerService;

@@ -1,0 +1,247 @@
+import type { Context, ServiceSchema, ServiceSettingSchema } from 'moleculer';
+import { ensureDatabase, migrate, seedUsers } from '../lib/db';
+import { User } from '../lib/db/models';
+import { appError } from '../lib/errors';
+import type { PurchaseRequest } from '../lib/purchase/admission';
+import { runtimeOf, type Runtime } from '../lib/runtime';
+import { checkSaleTime, saleDates } from '../lib/sale/calendar';
+import { issueVerifyHash } from '../lib/sale/verify-hash';
+import { keys } from '../lib/store/keys';
+import { reconcileCache } from '../lib/tickets/cache';
+import { findDay, listSaleDays, rollDays, setStock, toView } from '../lib/tickets/days';
+import { cancelOrder, ordersOfUser, purchaseV1, stats } from '../lib/tickets/orders';
+import {
+  dateRule,
+  orderNoRule,
+  purchaseParams,
+  totalRule,
+  userIdQueryRule,
+  userIdRule,
+} from '../lib/validation';
+
+interface Vars {
+  rt: Runtime;
+  timers: NodeJS.Timeout[];
+  rebuilding: Promise<unknown> | null;
+}
+
+interface Methods {
+  roll(): Promise<{ created: string[]; stopped: string[] }>;
+  rebuildIfLost(): Promise<void>;
+  stockChanged(date: string): void;
+  setPaused(ctx: Context, paused: boolean): Promise<{ paused: boolean }>;
+}
+
+const hhmm = (m: number) =>
+  `${String(Math.floor(m / 60)).padStart(2, '0')}:${String(m % 60).padStart(2, '0')}`;
+
+/** Ticket days, verify hashes, the synchronous V1 purchase, orders and the ticket admin calls. */
+const ticketsService: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
+  name: 'tickets',
+
+  actions: {
+    list: {
+      params: { $$strict: 'remove' },
+      handler() {
+        return listSaleDays(this.rt.db, this.rt.calendar);
+      },
+    },
+
+    verifyHash: {
+      params: { $$strict: true, userId: userIdQueryRule, date: dateRule },
+      async handler(ctx: Context<{ userId: number; date: string }>) {
+        const { userId, date } = ctx.params;
+        const time = checkSaleTime(this.rt.calendar, date);
+        if (!time.allowed && time.reason === 'date-outside-window')
+          throw appError('NO_SUCH_DAY', time.message);
+        const [user, day] = await Promise.all([
+          User.findByPk(userId, { attributes: ['id'] }),
+          findDay(this.rt.db, date),
+        ]);
+        if (!user) throw appError('UNKNOWN_USER');
+        if (!day) throw appError('NO_SUCH_DAY');
+        return issueVerifyHash(this.rt.config.hashSecret, userId, date, this.rt.config.hashTtlSeconds);
+      },
+    },
+
+    validateTime: {
+      params: { $$strict: true, date: dateRule },
+      async handler(ctx: Context<{ date: string }>) {
+        const { calendar } = this.rt;
+        const time = checkSaleTime(calendar, ctx.params.date);
+        const paused = (await this.rt.redis.exists(keys.paused)) === 1;
+        return {
+          date: ctx.params.date,
+          allowed: time.allowed && !paused,
+          reason: time.allowed ? (paused ? 'paused' : null) : time.reason,
+          message: time.allowed ? (paused ? 'The sale is paused' : 'Purchases are open') : time.message,
+          saleDates: saleDates(calendar),
+          saleHours: `${hhmm(calendar.windowStart)}-${hhmm(calendar.windowEnd)}`,
+          timeZone: calendar.timeZone,
+          serverTime: new Date().toISOString(),
+        };
+      },
+    },
+
+    purchaseV1: {
+      params: purchaseParams,
+      async handler(ctx: Context<PurchaseRequest>) {
+        const order = await purchaseV1(this.rt, ctx.params);
+        const { orderNo, userId, date, ticketCode } = order;
+        return { orderNo, userId, date, ticketCode };
+      },
+    },
+
+    orders: {
+      params: { $$strict: true, userId: userIdQueryRule },
+      handler(ctx: Context<{ userId: number }>) {
+        return ordersOfUser(this.rt.db, ctx.params.userId);
+      },
+    },
+
+    cancel: {
+      params: { $$strict: true, userId: userIdRule, orderNo: orderNoRule },
+      async handler(ctx: Context<{ userId: number; orderNo: string }>) {
+        const order = await cancelOrder(this.rt, ctx.params.userId, ctx.params.orderNo);
+        this.stockChanged(order.date);
+        return order;
+      },
+    },
+
+    stats: {
+      params: { $$strict: 'remove' },
+      handler() {
+        return stats(this.rt.db);
+      },
+    },
+
+    setStock: {
+      params: {
+        $$strict: true,
+        date: dateRule,
+        total: totalRule,
+        name: { type: 'string', min: 1, max: 100, optional: true },
+      },
+      async handler(ctx: Context<{ date: string; total: number; name?: string }>) {
+        const day = await setStock(this.rt.db, ctx.params.date, ctx.params.total, ctx.params.name);
+        await this.rt.redis.restock(keys.stock(day.date), keys.pending(day.date), day.remaining);
+        this.stockChanged(day.date);
+        return toView(day);
+      },
+    },
+
+    roll: {
+      params: { $$strict: 'remove' },
+      handler() {
+        return this.roll();
+      },
+    },
+
+    pause: {
+      params: { $$strict: 'remove' },
+      handler(ctx: Context) {
+        return this.setPaused(ctx, true);
+      },
+    },
+
+    resume: {
+      params: { $$strict: 'remove' },
+      handler(ctx: Context) {
+        return this.setPaused(ctx, false);
+      },
+    },
+
+    reconcile: {
+      params: { $$strict: 'remove' },
+      async handler() {
+        const report = await reconcileCache(this.rt, saleDates(this.rt.calendar));
+        for (const day of report.days) this.stockChanged(day.date);
+        return report;
+      },
+    },
+
+    isPaused: {
+      visibility: 'public',
+      async handler() {
+        return (await this.rt.redis.exists(keys.paused)) === 1;
+      },
+    },
+  },
+
+  methods: {
+    /** Stored in Redis for gateways that start later; broadcast so every gateway flips at once. */
+    async setPaused(ctx: Context, paused: boolean) {
+      if (paused) await this.rt.redis.set(keys.paused, new Date().toISOString());
+      else await this.rt.redis.del(keys.paused);
+      await ctx.broadcast('sale.paused', { paused });
+      return { paused };
+    },
+
+    async roll() {
+      const { created, stopped, dates } = await rollDays(
+        this.rt.db,
+        this.rt.calendar,
+        this.rt.config.sale.defaultTotals,
+      );
+      if (created.length) await reconcileCache(this.rt, dates);
+      for (const date of [...created, ...stopped]) this.stockChanged(date);
+      return { created, stopped };
+    },
+
+    /** Redis lost its data (flushed or restarted empty): rebuild before admitting anything. */
+    async rebuildIfLost() {
+      if (this.rebuilding) return;
+      const { redis } = this.rt;
+      if ((await redis.exists(keys.ready)) === 1) return;
+      const lock = await redis.set(keys.rebuildLock, process.pid, 'PX', 30_000, 'NX');
+      if (lock !== 'OK') return;
+      this.rebuilding = reconcileCache(this.rt, saleDates(this.rt.calendar))
+        .then((report) => {
+          this.logger.warn('Redis had lost its state: rebuilt from the database', report);
+          for (const day of report.days) this.stockChanged(day.date);
+        })
+        .finally(async () => {
+          this.rebuilding = null;
+          await redis.del(keys.rebuildLock).catch(() => undefined);
+        });
+      await this.rebuilding;
+    },
+
+    stockChanged(date: string) {
+      void this.broker.broadcast('tickets.stockChanged', { date });
+    },
+  },
+
+  created() {
+    this.rt = runtimeOf(this.broker);
+    this.timers = [];
+    this.rebuilding = null;
+  },
+
+  async started() {
+    const { config } = this.rt;
+    await ensureDatabase(config.databaseUrl);
+    const applied = await migrate(this.rt.db, config.databaseUrl);
+    if (applied.length) this.logger.info(`Applied migrations: ${applied.join(', ')}`);
+    const seeded = await seedUsers(this.rt.db, config.seedUsers);
+    if (seeded) this.logger.info(`Seeded ${seeded} demo users`);
+    await this.roll();
+    // Warm-up: stock, claims and results of the sale days, before any admission.
+    await reconcileCache(this.rt, saleDates(this.rt.calendar));
+    this.timers.push(
+      setInterval(() => {
+        this.roll().catch((err) => this.logger.error('Daily roll failed', err));
+      }, config.sale.rollIntervalMs),
+      setInterval(() => {
+        this.rebuildIfLost().catch((err) => this.logger.warn('Cache check failed', err.message));
+      }, 500),
+    );
+  },
+
+  async stopped() {
+    for (const timer of this.timers) clearInterval(timer);
+    await this.rebuilding?.catch(() => undefined);
+  },
+};
+
+export default ticketsService;
