@@ -102,19 +102,18 @@ export class OrderWriter {
 
       const messageIds = group.map((p) => p.messageId);
       const userIds = [...new Set(group.map((p) => p.userId))];
-      const [done, holders, known] = await Promise.all([
-        q<{ messageId: string; orderNo: string; ticketCode: string; status: string }>(
-          `SELECT message_id AS "messageId", order_no AS "orderNo", ticket_code AS "ticketCode", status
-           FROM orders WHERE message_id = ANY($1::varchar[])`,
-          [messageIds],
-        ),
-        q<{ userId: number; messageId: string | null }>(
-          `SELECT user_id AS "userId", message_id AS "messageId" FROM orders
-           WHERE date = $1 AND status = 'valid' AND user_id = ANY($2::bigint[])`,
-          [date, userIds],
-        ),
-        q<{ id: number }>('SELECT id FROM users WHERE id = ANY($1::bigint[])', [userIds]),
-      ]);
+      // One connection per transaction: its queries run one after another.
+      const done = await q<{ messageId: string; orderNo: string; ticketCode: string; status: string }>(
+        `SELECT message_id AS "messageId", order_no AS "orderNo", ticket_code AS "ticketCode", status
+         FROM orders WHERE message_id = ANY($1::varchar[])`,
+        [messageIds],
+      );
+      const holders = await q<{ userId: number; messageId: string | null }>(
+        `SELECT user_id AS "userId", message_id AS "messageId" FROM orders
+         WHERE date = $1 AND status = 'valid' AND user_id = ANY($2::bigint[])`,
+        [date, userIds],
+      );
+      const known = await q<{ id: number }>('SELECT id FROM users WHERE id = ANY($1::bigint[])', [userIds]);
       const doneById = new Map(done.map((o) => [o.messageId, o]));
       const holderOf = new Map(holders.map((h) => [h.userId, h.messageId]));
       const knownUsers = new Set(known.map((u) => u.id));

@@ -75,7 +75,7 @@ export const options: Options = {
     ...REJECTION_DISPLAY_THRESHOLDS,
   },
   // Buying out without ADMIN_TOKEN: waves of 100 buyers, each waiting for its results.
-  setupTimeout: setupTimeout(config, Math.ceil(buyoutMax / 100) * 15),
+  setupTimeout: setupTimeout(config, Math.ceil(buyoutMax / 100) * 5),
   teardownTimeout: teardownTimeout(config),
   systemTags: SYSTEM_TAGS,
   summaryTrendStats: SUMMARY_TREND_STATS,
