@@ -14,8 +14,7 @@ declare global {
     debug(...args: unknown[]): void;
   }
 
-  // `var` is what makes a global visible through `declare global`.
-  // eslint-disable-next-line no-var
+  // `var` (not let/const) is what declares a property of globalThis.
   var console: K6Console;
 }
 

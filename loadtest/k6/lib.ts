@@ -19,22 +19,36 @@ import { Counter, Trend } from 'k6/metrics';
 /** Business codes carried in the `code` field of every answer. */
 export const CODES = {
   OK: 200,
+  INVALID_PARAM: 1001,
+  UNAUTHORIZED: 4001,
+  NO_SUCH_DAY: 6001,
   SOLD_OUT: 6002,
   BAD_HASH: 6003,
+  OUTSIDE_HOURS: 6004,
   ALREADY_PURCHASED: 6005,
+  UNKNOWN_USER: 6006,
   PAUSED: 6007,
+  NOT_FOUND: 6008,
   RATE_LIMITED: 7001,
+  INTERNAL: 5000,
   DEPENDENCY_DOWN: 5030,
 } as const;
 
-/** HTTP status the gateway pairs with each business code. */
+/** HTTP status the gateway pairs with each business code (lib/errors.ts). */
 const HTTP_STATUS_OF_CODE: Readonly<Record<number, number>> = {
   [CODES.OK]: 200,
+  [CODES.INVALID_PARAM]: 400,
+  [CODES.UNAUTHORIZED]: 401,
+  [CODES.NO_SUCH_DAY]: 404,
   [CODES.SOLD_OUT]: 409,
   [CODES.BAD_HASH]: 403,
+  [CODES.OUTSIDE_HOURS]: 403,
   [CODES.ALREADY_PURCHASED]: 409,
+  [CODES.UNKNOWN_USER]: 404,
   [CODES.PAUSED]: 503,
+  [CODES.NOT_FOUND]: 404,
   [CODES.RATE_LIMITED]: 429,
+  [CODES.INTERNAL]: 500,
   [CODES.DEPENDENCY_DOWN]: 503,
 };
 
@@ -112,6 +126,7 @@ for (const code of [
   CODES.ALREADY_PURCHASED,
   CODES.RATE_LIMITED,
   CODES.BAD_HASH,
+  CODES.OUTSIDE_HOURS,
   CODES.PAUSED,
   CODES.DEPENDENCY_DOWN,
 ]) {
@@ -598,7 +613,7 @@ export interface PurchaseResult {
   errorCode?: string;
   errorMessage?: string;
   position?: number;
-  /** Not part of the documented answer; honoured if the service starts sending it. */
+  /** The service's adaptive hint, sent with non-terminal results. */
   pollIntervalMs?: number;
 }
 
@@ -715,12 +730,10 @@ export function fetchResultsBatch(
   let malformed = 0;
   for (const item of items ?? []) {
     const parsed = parseResult(item);
-    if (parsed === null) {
-      // Unknown / expired ids may legitimately come back empty; anything else is malformed.
-      if (item !== null && item !== undefined) malformed++;
-    } else {
-      all.push(parsed);
-    }
+    if (parsed !== null) all.push(parsed);
+    // Unknown / expired ids come back as { messageId, code: 6008, message }; anything else is malformed.
+    else if (!isRecord(item) || typeof item.messageId !== 'string' || typeof item.code !== 'number')
+      malformed++;
   }
   const answered = (id: string): boolean => all.some((r) => r.messageId === id);
   check(items, {
@@ -988,7 +1001,11 @@ export interface PrepareOptions {
  * stock, and fetches the verify hashes of the first HASH_BATCH users.
  */
 export function prepareSale(config: K6Config, options: PrepareOptions): SaleSetup {
+  // First, so that a queue still draining from an earlier run settles before the stock is touched.
+  const before = assertInvariants(config, 'before the run');
   let day = chooseDay(config, listDays(config), options.prefer);
+  if (!before.days.some((row) => row.date === day.date))
+    abortRun(`${day.date} missing from /api/tickets/stats`);
   if (options.stock !== undefined) {
     if (config.adminToken !== undefined) {
       setDayTotal(config, day.date, day.sold + options.stock);
@@ -1005,7 +1022,6 @@ export function prepareSale(config: K6Config, options: PrepareOptions): SaleSetu
     );
   }
   const book = fetchHashBook(config, day.date, config.userOffset + 1, config.hashBatch);
-  const before = assertInvariants(config, 'before the run', day.date);
   console.log(
     `sale day ${day.date}: total=${day.total} sold=${day.sold} remaining=${day.remaining}; users ` +
       `${config.userOffset + 1}..${config.userOffset + config.users} (${book.hashes.length} hashes prefetched)`,
