@@ -147,7 +147,8 @@ const schema = {
 
 type VarName = keyof typeof schema;
 
-const validator = new Validator();
+// The `url` rule's custom check takes (value, errors): the new checker signature, as the broker uses.
+const validator = new Validator({ useNewCustomCheckerFunction: true });
 
 function parseClock(text: string, variable: string): number {
   const [h, m] = text.split(':').map(Number);

@@ -1,4 +1,5 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from 'moleculer';
+import { groupBy, mergeMap, Subject, throttleTime, type Subscription } from 'rxjs';
 import { resendDeadLetter } from '../lib/purchase/dead-letters';
 import type { PurchaseQueue } from '../lib/purchase/queue';
 import type { ResultRecord } from '../lib/purchase/results';
@@ -7,7 +8,13 @@ import { METRICS, registerMetrics } from '../lib/metrics';
 import { runtimeOf, type Runtime } from '../lib/runtime';
 import { messageIdRule } from '../lib/validation';
 
-type Vars = { rt: Runtime; queue: PurchaseQueue; worker: PurchaseWorker };
+type Vars = {
+  rt: Runtime;
+  queue: PurchaseQueue;
+  worker: PurchaseWorker;
+  stockReturned$: Subject<string>;
+  announcing: Subscription;
+};
 
 /** Consumes the purchase queue and owns the dead-letter queue (SPEC §4). */
 const purchaseWorkerService: ServiceSchema<ServiceSettingSchema, Record<string, never>, Vars> = {
@@ -54,6 +61,14 @@ const purchaseWorkerService: ServiceSchema<ServiceSettingSchema, Record<string, 
   created() {
     this.rt = runtimeOf(this.broker);
     registerMetrics(this.broker);
+    // Gateways that marked a day sold out learn that stock came back, at most twice a second per day.
+    this.stockReturned$ = new Subject<string>();
+    this.announcing = this.stockReturned$
+      .pipe(
+        groupBy((date) => date),
+        mergeMap((day$) => day$.pipe(throttleTime(500, undefined, { leading: true, trailing: true }))),
+      )
+      .subscribe((date) => void this.broker.broadcast('tickets.stockChanged', { date }));
   },
 
   async started() {
@@ -71,6 +86,7 @@ const purchaseWorkerService: ServiceSchema<ServiceSettingSchema, Record<string, 
         this.broker.metrics.observe(METRICS.batchSize, size);
         this.broker.metrics.increment(METRICS.ordersCommitted, undefined, size);
       },
+      stockReturned: (date) => this.stockReturned$.next(date),
       log: this.logger,
     });
     await this.worker.start();
@@ -78,6 +94,7 @@ const purchaseWorkerService: ServiceSchema<ServiceSettingSchema, Record<string, 
 
   async stopped() {
     await this.worker?.stop();
+    this.announcing.unsubscribe();
   },
 };
 

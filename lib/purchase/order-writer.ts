@@ -23,6 +23,8 @@ export interface OrderWriterOptions {
   /** Concurrent batch transactions (different days commit in parallel; one day is serialized by its row lock). */
   parallel?: number;
   onBatch?: (size: number, ms: number) => void;
+  /** A reserved ticket went back to the admission stock (gateways may have marked the day sold out). */
+  onStockReturned?: (date: string) => void;
 }
 
 const rejected = (err: (typeof ERRORS)[keyof typeof ERRORS], message?: string): OrderOutcome => ({
@@ -121,7 +123,11 @@ export class OrderWriter {
       const outcomes: (OrderOutcome | null)[] = group.map(() => null);
       const candidates: number[] = [];
       const claimed = new Set<number>();
+      const firstOf = new Map<string, number>();
       group.forEach((p, i) => {
+        // A second copy of a message in this batch (a redelivery racing the original) shares its outcome.
+        if (firstOf.has(p.messageId)) return;
+        firstOf.set(p.messageId, i);
         const existing = doneById.get(p.messageId);
         if (existing) {
           // A redelivery of a message whose order is already committed: same ticket.
@@ -156,6 +162,7 @@ export class OrderWriter {
           );
         }
       }
+      group.forEach((p, i) => (outcomes[i] ??= outcomes[firstOf.get(p.messageId)!]));
       return outcomes as OrderOutcome[];
     });
   }
@@ -188,6 +195,7 @@ export class OrderWriter {
         if (outcome.kind === 'success') return settle(this.redis, p, p.messageId, false, 'keep');
         // Sold out in the database: the Redis reservation was a phantom, so nothing goes back.
         const giveBack = outcome.errorCode !== ERRORS.SOLD_OUT.code;
+        if (giveBack) this.opts.onStockReturned?.(p.date);
         return settle(this.redis, p, p.messageId, giveBack, 'drop');
       }),
     ).catch(() => undefined); // Redis only admits: a missed settle is repaired by reconcile.

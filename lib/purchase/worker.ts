@@ -26,6 +26,8 @@ export interface WorkerHooks {
   /** A dead letter was written (for metrics and alerts). */
   deadLettered?(record: ResultRecord): void;
   onBatch?(size: number, ms: number): void;
+  /** A reservation was given back to a day's stock. */
+  stockReturned?(date: string): void;
   log: { warn(...args: unknown[]): void; error(...args: unknown[]): void };
 }
 
@@ -55,6 +57,7 @@ export class PurchaseWorker {
       batchMs: config.worker.batchMs,
       lockTimeoutMs: config.db.lockTimeoutMs,
       onBatch: hooks.onBatch,
+      onStockReturned: hooks.stockReturned,
     });
   }
 
@@ -154,6 +157,7 @@ export class PurchaseWorker {
             this.queue
               .deadLetter(message, errorMessage, msg.info.deliveryCount)
               .then(() => settle(this.redis, message, message.messageId, true, 'drop'))
+              .then((released) => released && this.hooks.stockReturned?.(message.date))
               .then(() => msg.term()),
           );
         },

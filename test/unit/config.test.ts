@@ -1,0 +1,153 @@
+import { ALL_SERVICES, ConfigError, loadConfig } from '../../config';
+
+const SECRET = 'a-perfectly-long-hash-secret-0123456789';
+const TOKEN = 'admin-token-0123456789';
+
+/** A complete, valid environment; each case overrides one variable. */
+const base = (overrides: Record<string, string | undefined> = {}) => ({
+  NODE_ENV: 'test',
+  HASH_SECRET: SECRET,
+  ADMIN_TOKEN: TOKEN,
+  ...overrides,
+});
+
+function configErrorOf(env: Record<string, string | undefined>): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return err as ConfigError;
+  }
+  throw new Error(`loadConfig accepted ${JSON.stringify(env)}`);
+}
+
+describe('loadConfig', () => {
+  it('works with an empty environment and applies the documented defaults', () => {
+    const config = loadConfig({});
+    expect(config.env).toBe('development');
+    expect(config.port).toBe(3000);
+    expect(config.host).toBe('0.0.0.0');
+    expect(config.databaseUrl).toBe('postgres://postgres@127.0.0.1:5432/miaosha');
+    expect(config.redisUrl).toBe('redis://127.0.0.1:6379');
+    expect(config.natsUrl).toBe('nats://127.0.0.1:4222');
+    expect(config.namespace).toBe('miaosha');
+    expect(config.services).toEqual([...ALL_SERVICES]);
+    expect(config.adminToken).toBeNull();
+    expect(config.hashSecret.length).toBeGreaterThanOrEqual(32);
+    expect(config.hashTtlSeconds).toBe(3600);
+    expect(config.sale).toMatchObject({
+      windowStart: 0,
+      windowEnd: 1440,
+      timeZone: 'UTC',
+      days: 3,
+      defaultTotals: [100, 150, 200],
+    });
+    expect(config.seedUsers).toBe(100000);
+    expect(config.resultTtlSeconds).toBe(24 * 3600);
+    expect(config.poll.minMs).toBeLessThanOrEqual(config.poll.maxMs);
+    expect(config.http.bodyLimit).toBe('16kb');
+  });
+
+  it('treats empty strings as unset', () => {
+    const config = loadConfig(base({ PORT: '', SALE_TZ: '', SERVICES: '' }));
+    expect(config.port).toBe(3000);
+    expect(config.sale.timeZone).toBe('UTC');
+    expect(config.services).toEqual([...ALL_SERVICES]);
+  });
+
+  it('reads and converts given values', () => {
+    const config = loadConfig(
+      base({
+        PORT: '8080',
+        NAMESPACE: 'shop_2-b',
+        SALE_WINDOW: '08:00-16:30',
+        SALE_TZ: 'Asia/Shanghai',
+        SALE_DAYS: '5',
+        SERVICES: 'api, purchase,api',
+        RESULT_TTL_HOURS: '2',
+        DATABASE_URL: 'postgresql://u:p@db.example:5433/shop',
+      }),
+    );
+    expect(config.port).toBe(8080);
+    expect(config.namespace).toBe('shop_2-b');
+    expect(config.sale.windowStart).toBe(8 * 60);
+    expect(config.sale.windowEnd).toBe(16 * 60 + 30);
+    expect(config.sale.timeZone).toBe('Asia/Shanghai');
+    expect(config.sale.days).toBe(5);
+    expect(config.services).toEqual(['api', 'purchase']);
+    expect(config.resultTtlSeconds).toBe(7200);
+    expect(config.adminToken).toBe(TOKEN);
+    expect(config.hashSecret).toBe(SECRET);
+    expect(config.databaseUrl).toBe('postgresql://u:p@db.example:5433/shop');
+  });
+
+  it('accepts a window that ends at midnight', () => {
+    const config = loadConfig(base({ SALE_WINDOW: '20:00-24:00' }));
+    expect(config.sale.windowEnd).toBe(1440);
+  });
+
+  const bad: [string, Record<string, string | undefined>][] = [
+    ['PORT', { PORT: 'abc' }],
+    ['PORT', { PORT: '70000' }],
+    ['PORT', { PORT: '-1' }],
+    ['PORT', { PORT: '80.5' }],
+    ['NAMESPACE', { NAMESPACE: 'my.namespace' }],
+    ['NAMESPACE', { NAMESPACE: 'has space' }],
+    ['NAMESPACE', { NAMESPACE: '1starts-with-digit' }],
+    ['NAMESPACE', { NAMESPACE: 'x'.repeat(41) }],
+    ['SALE_WINDOW', { SALE_WINDOW: '25:00-26:00' }],
+    ['SALE_WINDOW', { SALE_WINDOW: '24:30-24:45' }],
+    ['SALE_WINDOW', { SALE_WINDOW: '16:00-08:00' }],
+    ['SALE_WINDOW', { SALE_WINDOW: '10:00-10:00' }],
+    ['SALE_WINDOW', { SALE_WINDOW: '8-16' }],
+    ['SALE_TZ', { SALE_TZ: 'Mars/Base' }],
+    ['SALE_DAYS', { SALE_DAYS: '0' }],
+    ['SERVICES', { SERVICES: 'bogus' }],
+    ['SERVICES', { SERVICES: 'api,bogus' }],
+    ['SERVICES', { SERVICES: ',' }],
+    ['HASH_SECRET', { HASH_SECRET: 'too-short' }],
+    ['HASH_SECRET', { NODE_ENV: 'production', HASH_SECRET: undefined }],
+    ['ADMIN_TOKEN', { ADMIN_TOKEN: 'short' }],
+    ['POLL_MAX_MS', { POLL_MIN_MS: '1000', POLL_MAX_MS: '500' }],
+    ['DATABASE_URL', { DATABASE_URL: 'mysql://root@127.0.0.1:3306/miaosha' }],
+    ['DATABASE_URL', { DATABASE_URL: 'not a url' }],
+    ['REDIS_URL', { REDIS_URL: 'http://127.0.0.1:6379' }],
+    ['NODE_ENV', { NODE_ENV: 'staging' }],
+    ['LOG_LEVEL', { LOG_LEVEL: 'verbose' }],
+    ['RESULT_TTL_HOURS', { RESULT_TTL_HOURS: '0' }],
+    ['HTTP_BODY_LIMIT', { HTTP_BODY_LIMIT: 'lots' }],
+    ['QUEUE_STORAGE', { QUEUE_STORAGE: 'disk' }],
+    ['ALERT_WEBHOOK_URL', { ALERT_WEBHOOK_URL: 'not a url' }],
+  ];
+
+  it.each(bad)('refuses a bad %s (%j) with a ConfigError naming it', (variable, overrides) => {
+    const err = configErrorOf(base(overrides));
+    expect(err.variable).toBe(variable);
+    expect(err.message).toContain(variable);
+  });
+
+  it('lets production start with its secrets set', () => {
+    const config = loadConfig(base({ NODE_ENV: 'production' }));
+    expect(config.env).toBe('production');
+    expect(config.hashSecret).toBe(SECRET);
+  });
+
+  it('tells the warn callback about missing secrets', () => {
+    const warnings: string[] = [];
+    const config = loadConfig({ NODE_ENV: 'development' }, (msg) => warnings.push(msg));
+    expect(config.adminToken).toBeNull();
+    expect(warnings.some((w) => w.includes('HASH_SECRET'))).toBe(true);
+    expect(warnings.some((w) => w.includes('ADMIN_TOKEN'))).toBe(true);
+  });
+
+  it('does not warn when the secrets are set', () => {
+    const warnings: string[] = [];
+    loadConfig(base(), (msg) => warnings.push(msg));
+    expect(warnings).toEqual([]);
+  });
+
+  it('uses a random hash secret per load in tests and a stable one in development', () => {
+    expect(loadConfig({ NODE_ENV: 'test' }).hashSecret).not.toBe(loadConfig({ NODE_ENV: 'test' }).hashSecret);
+    expect(loadConfig({}).hashSecret).toBe(loadConfig({}).hashSecret);
+  });
+});

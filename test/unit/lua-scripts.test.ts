@@ -1,0 +1,314 @@
+import type Redis from 'ioredis';
+import { keys } from '../../lib/store/keys';
+import { createRedis, deleteNamespace } from '../../lib/store/redis';
+import { eventually, uniqueNamespace } from '../helpers/app';
+
+/** The contracts of lib/store/scripts.ts, run on the real Redis under a namespace of their own. */
+
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const DATE = '2025-03-01';
+const NOW = '2025-03-01T10:00:00.000Z';
+
+interface AdmitArgs {
+  userId: number;
+  messageId: string;
+  userMax?: number;
+  userWindowMs?: number;
+  globalMax?: number;
+  globalWindowMs?: number;
+  resultTtl?: number;
+}
+
+describe('Lua scripts', () => {
+  const namespace = uniqueNamespace('lua');
+  let redis: Redis;
+
+  const admit = (a: AdmitArgs) =>
+    redis.admit(
+      keys.ready,
+      keys.paused,
+      keys.userRate(a.userId),
+      keys.globalRate,
+      keys.stock(DATE),
+      keys.claims(DATE),
+      keys.pending(DATE),
+      keys.result(a.messageId),
+      a.userId,
+      a.messageId,
+      a.userMax ?? 0,
+      a.userWindowMs ?? 1000,
+      a.globalMax ?? 0,
+      a.globalWindowMs ?? 1000,
+      a.resultTtl ?? 0,
+      DATE,
+      NOW,
+    );
+
+  const settle = (userId: number, messageId: string, delta: 0 | 1, mode: string, value = '') =>
+    redis.settle(
+      keys.stock(DATE),
+      keys.claims(DATE),
+      keys.pending(DATE),
+      userId,
+      messageId,
+      delta,
+      mode,
+      value,
+    );
+
+  const restock = (remaining: number) => redis.restock(keys.stock(DATE), keys.pending(DATE), remaining);
+  const stock = async () => redis.get(keys.stock(DATE));
+
+  /** Ready, not paused, `n` tickets. */
+  const open = async (n: number) => {
+    await redis.set(keys.ready, NOW);
+    await redis.set(keys.stock(DATE), n);
+  };
+
+  beforeAll(() => {
+    redis = createRedis(REDIS_URL, namespace);
+  });
+  beforeEach(async () => {
+    await deleteNamespace(redis, namespace);
+  });
+  afterAll(async () => {
+    await deleteNamespace(redis, namespace).catch(() => undefined);
+    redis.disconnect();
+  });
+
+  describe('ADMIT', () => {
+    it('answers NOT_READY without the ready key, even with stock', async () => {
+      await redis.set(keys.stock(DATE), 5);
+      expect(await admit({ userId: 1, messageId: 'm1' })).toEqual(['NOT_READY', '']);
+      expect(await stock()).toBe('5');
+      expect(await redis.exists(keys.claims(DATE), keys.pending(DATE))).toBe(0);
+    });
+
+    it('answers NOT_READY when the day has no stock key', async () => {
+      await redis.set(keys.ready, NOW);
+      expect(await admit({ userId: 1, messageId: 'm1' })).toEqual(['NOT_READY', '']);
+      expect(await redis.exists(keys.stock(DATE), keys.claims(DATE), keys.pending(DATE))).toBe(0);
+    });
+
+    it('answers PAUSED while the pause key exists, and admits after it is removed', async () => {
+      await open(5);
+      await redis.set(keys.paused, NOW);
+      expect(await admit({ userId: 1, messageId: 'm1' })).toEqual(['PAUSED', '']);
+      expect(await stock()).toBe('5');
+      await redis.del(keys.paused);
+      expect(await admit({ userId: 1, messageId: 'm1' })).toEqual(['OK', '4']);
+    });
+
+    it('admits, decrements and writes the claim, the pending entry and the PENDING result with its TTL', async () => {
+      await open(3);
+      expect(await admit({ userId: 7, messageId: 'msg-7', resultTtl: 600 })).toEqual(['OK', '2']);
+      expect(await stock()).toBe('2');
+      expect(await redis.hgetall(keys.claims(DATE))).toEqual({ '7': 'msg-7' });
+      expect(await redis.hgetall(keys.pending(DATE))).toEqual({ 'msg-7': '7' });
+      expect(await redis.hgetall(keys.result('msg-7'))).toEqual({
+        messageId: 'msg-7',
+        userId: '7',
+        date: DATE,
+        status: 'PENDING',
+        attempts: '0',
+        queuedAt: NOW,
+        updatedAt: NOW,
+      });
+      const ttl = await redis.ttl(keys.result('msg-7'));
+      expect(ttl).toBeGreaterThan(0);
+      expect(ttl).toBeLessThanOrEqual(600);
+    });
+
+    it('writes no result record when resultTtl is 0', async () => {
+      await open(3);
+      expect(await admit({ userId: 7, messageId: 'v1-x', resultTtl: 0 })).toEqual(['OK', '2']);
+      expect(await redis.exists(keys.result('v1-x'))).toBe(0);
+      expect(await redis.hget(keys.claims(DATE), '7')).toBe('v1-x');
+    });
+
+    it('returns the existing claim for a user who already has one, without taking another ticket', async () => {
+      await open(3);
+      await admit({ userId: 7, messageId: 'first', resultTtl: 60 });
+      expect(await admit({ userId: 7, messageId: 'second', resultTtl: 60 })).toEqual(['EXISTS', 'first']);
+      expect(await stock()).toBe('2');
+      expect(await redis.hgetall(keys.pending(DATE))).toEqual({ first: '7' });
+      expect(await redis.exists(keys.result('second'))).toBe(0);
+      // A V1 claim is returned as it is.
+      await redis.hset(keys.claims(DATE), '8', 'v1:O123');
+      expect(await admit({ userId: 8, messageId: 'third' })).toEqual(['EXISTS', 'v1:O123']);
+    });
+
+    it('answers SOLD_OUT at 0 (and below) and writes nothing', async () => {
+      await open(1);
+      expect(await admit({ userId: 1, messageId: 'a' })).toEqual(['OK', '0']);
+      expect(await admit({ userId: 2, messageId: 'b', resultTtl: 60 })).toEqual(['SOLD_OUT', '']);
+      expect(await stock()).toBe('0');
+      await redis.set(keys.stock(DATE), -3);
+      expect(await admit({ userId: 3, messageId: 'c' })).toEqual(['SOLD_OUT', '']);
+      expect(await stock()).toBe('-3');
+      expect(Object.keys(await redis.hgetall(keys.claims(DATE)))).toEqual(['1']);
+      expect(await redis.hlen(keys.pending(DATE))).toBe(1);
+      expect(await redis.exists(keys.result('b'))).toBe(0);
+    });
+
+    it('never admits more than the stock', async () => {
+      await open(10);
+      const answers = await Promise.all(
+        Array.from({ length: 50 }, (_, i) => admit({ userId: 100 + i, messageId: `m${i}` })),
+      );
+      expect(answers.filter(([o]) => o === 'OK')).toHaveLength(10);
+      expect(answers.filter(([o]) => o === 'SOLD_OUT')).toHaveLength(40);
+      expect(await stock()).toBe('0');
+      expect(await redis.hlen(keys.pending(DATE))).toBe(10);
+    });
+
+    it('limits each user to userMax calls per window, then lets them in again', async () => {
+      await open(10);
+      const limited = { userMax: 3, userWindowMs: 60_000 };
+      expect((await admit({ userId: 5, messageId: 'a', ...limited }))[0]).toBe('OK');
+      expect((await admit({ userId: 5, messageId: 'b', ...limited }))[0]).toBe('EXISTS');
+      expect((await admit({ userId: 5, messageId: 'c', ...limited }))[0]).toBe('EXISTS');
+      expect(await admit({ userId: 5, messageId: 'd', ...limited })).toEqual(['RATE_LIMITED', '']);
+      // Another user has a counter of their own.
+      expect((await admit({ userId: 6, messageId: 'e', ...limited }))[0]).toBe('OK');
+      const pttl = await redis.pttl(keys.userRate(5));
+      expect(pttl).toBeGreaterThan(0);
+      expect(pttl).toBeLessThanOrEqual(60_000);
+      expect(await stock()).toBe('8');
+
+      // A short window: limited at once, admitted again once the window has passed.
+      const short = { userMax: 1, userWindowMs: 300 };
+      await open(10);
+      expect((await admit({ userId: 9, messageId: 'f', ...short }))[0]).toBe('OK');
+      expect((await admit({ userId: 9, messageId: 'g', ...short }))[0]).toBe('RATE_LIMITED');
+      const again = await eventually(async () => {
+        const [outcome, value] = await admit({ userId: 9, messageId: 'h', ...short });
+        return outcome === 'RATE_LIMITED' ? undefined : [outcome, value];
+      }, 10_000);
+      expect(again).toEqual(['EXISTS', 'f']);
+    });
+
+    it('limits all users together to globalMax calls per window', async () => {
+      await open(10);
+      const limited = { globalMax: 3, globalWindowMs: 60_000 };
+      const answers = [];
+      for (let i = 0; i < 5; i++)
+        answers.push((await admit({ userId: 20 + i, messageId: `g${i}`, ...limited }))[0]);
+      expect(answers).toEqual(['OK', 'OK', 'OK', 'RATE_LIMITED', 'RATE_LIMITED']);
+      expect(await stock()).toBe('7');
+      const pttl = await redis.pttl(keys.globalRate);
+      expect(pttl).toBeGreaterThan(0);
+      expect(pttl).toBeLessThanOrEqual(60_000);
+      // Without a global limit the counter is not even touched.
+      expect((await admit({ userId: 30, messageId: 'g9' }))[0]).toBe('OK');
+      expect(await redis.get(keys.globalRate)).toBe('5');
+    });
+
+    it('keeps no rate counter when the limits are 0', async () => {
+      await open(10);
+      await admit({ userId: 40, messageId: 'z' });
+      expect(await redis.exists(keys.userRate(40), keys.globalRate)).toBe(0);
+    });
+  });
+
+  describe('SETTLE', () => {
+    it('gives the ticket back and drops the claim once; a second call returns 0 and changes nothing', async () => {
+      await open(5);
+      await admit({ userId: 1, messageId: 'm1' });
+      expect(await stock()).toBe('4');
+      expect(await settle(1, 'm1', 1, 'drop')).toBe(1);
+      expect(await stock()).toBe('5');
+      expect(await redis.hexists(keys.claims(DATE), '1')).toBe(0);
+      expect(await redis.hexists(keys.pending(DATE), 'm1')).toBe(0);
+      expect(await settle(1, 'm1', 1, 'drop')).toBe(0);
+      expect(await stock()).toBe('5');
+    });
+
+    it('returns 0 for a message that was never pending', async () => {
+      await open(5);
+      await redis.hset(keys.claims(DATE), '1', 'other');
+      expect(await settle(1, 'ghost', 1, 'set', 'x')).toBe(0);
+      expect(await stock()).toBe('5');
+      expect(await redis.hget(keys.claims(DATE), '1')).toBe('other');
+    });
+
+    it('keeps the claim and the ticket on success with "keep"', async () => {
+      await open(5);
+      await admit({ userId: 1, messageId: 'm1' });
+      expect(await settle(1, 'm1', 0, 'keep')).toBe(1);
+      expect(await stock()).toBe('4');
+      expect(await redis.hget(keys.claims(DATE), '1')).toBe('m1');
+      expect(await redis.hlen(keys.pending(DATE))).toBe(0);
+    });
+
+    it('replaces the claim with "set"', async () => {
+      await open(5);
+      await admit({ userId: 1, messageId: 'v1-abc' });
+      expect(await settle(1, 'v1-abc', 0, 'set', 'v1:O42')).toBe(1);
+      expect(await redis.hget(keys.claims(DATE), '1')).toBe('v1:O42');
+      expect(await stock()).toBe('4');
+    });
+
+    it('drops the claim only when it belongs to this message', async () => {
+      await open(5);
+      await admit({ userId: 1, messageId: 'm1' });
+      // Meanwhile the user's claim became another order's (e.g. rebuilt from the database).
+      await redis.hset(keys.claims(DATE), '1', 'v1:O7');
+      expect(await settle(1, 'm1', 1, 'drop')).toBe(1);
+      expect(await redis.hget(keys.claims(DATE), '1')).toBe('v1:O7');
+      expect(await stock()).toBe('5');
+    });
+
+    it('does not recreate a lost stock key when giving back', async () => {
+      await open(5);
+      await admit({ userId: 1, messageId: 'm1' });
+      await redis.del(keys.stock(DATE));
+      expect(await settle(1, 'm1', 1, 'drop')).toBe(1);
+      expect(await redis.exists(keys.stock(DATE))).toBe(0);
+    });
+  });
+
+  describe('RESTOCK', () => {
+    it('sets the stock to the database remaining minus the pending reservations', async () => {
+      await open(10);
+      await admit({ userId: 1, messageId: 'a' });
+      await admit({ userId: 2, messageId: 'b' });
+      await admit({ userId: 3, messageId: 'c' });
+      expect(await restock(10)).toBe(7);
+      expect(await stock()).toBe('7');
+    });
+
+    it('never goes below 0', async () => {
+      await open(10);
+      await admit({ userId: 1, messageId: 'a' });
+      await admit({ userId: 2, messageId: 'b' });
+      expect(await restock(1)).toBe(0);
+      expect(await stock()).toBe('0');
+      expect(await restock(0)).toBe(0);
+    });
+
+    it('creates the stock key when it is missing and nothing is pending', async () => {
+      expect(await restock(12)).toBe(12);
+      expect(await stock()).toBe('12');
+    });
+  });
+
+  it('keeps every key under its namespace prefix', async () => {
+    await open(2);
+    await admit({ userId: 1, messageId: 'm1', resultTtl: 60, userMax: 5 });
+    const raw = redis.duplicate({ keyPrefix: '' });
+    try {
+      const expected = [
+        keys.ready,
+        keys.stock(DATE),
+        keys.claims(DATE),
+        keys.pending(DATE),
+        keys.result('m1'),
+        keys.userRate(1),
+      ];
+      expect(await raw.exists(...expected.map((k) => `${namespace}:${k}`))).toBe(expected.length);
+    } finally {
+      raw.disconnect();
+    }
+  });
+});
