@@ -2,6 +2,7 @@ import { ServiceBroker, type ServiceSchema } from 'moleculer';
 import type { Config, ServiceName } from '../config';
 import { brokerOptions } from '../moleculer.config';
 import { createApiService } from '../services/api.service';
+import monitorService from '../services/monitor.service';
 import purchaseService from '../services/purchase.service';
 import purchaseWorkerService from '../services/purchase-worker.service';
 import ticketsService from '../services/tickets.service';
@@ -16,6 +17,7 @@ const SCHEMAS: Record<ServiceName, (config: Config) => Schema> = {
   tickets: () => ticketsService,
   purchase: () => purchaseService,
   'purchase-worker': () => purchaseWorkerService,
+  monitor: () => monitorService,
 };
 
 /** A broker running the configured subset of services, with the shared connections attached. */

@@ -29,6 +29,8 @@ export async function resendDeadLetter(
   if (admission.outcome !== 'OK' && !(admission.outcome === 'EXISTS' && admission.claim === messageId)) {
     throw refusal(admission);
   }
+  // The record is PENDING again: the failed run's error and completion no longer apply.
+  await redis.hdel(keys.result(messageId), 'errorCode', 'errorMessage', 'completedAt');
   const ack = await queue.publish(
     { messageId, userId: letter.userId, date: letter.date, queuedAt: new Date().toISOString() },
     `${messageId}:resend:${letter.seq}`,

@@ -173,6 +173,9 @@ export class PurchaseGateway {
         this.terminal.set(record.messageId, record);
         if (record.status === 'SUCCESS')
           this.soldOut.get(record.date)?.set(String(record.userId), record.messageId);
+      } else {
+        // Running again (a resent dead letter): a cached terminal answer is stale now.
+        this.terminal.delete(record.messageId);
       }
       this.hub.emit(record);
     }

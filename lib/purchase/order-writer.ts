@@ -1,4 +1,4 @@
-import { bufferTime, filter, mergeMap, Subject, type Subscription } from 'rxjs';
+import { bufferTime, filter, Subject, type Subscription } from 'rxjs';
 import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
 import type Redis from 'ioredis';
 import type { OrderOutcome } from '../../machines/purchase.machine';
@@ -20,8 +20,6 @@ export interface OrderWriterOptions {
   batchSize: number;
   batchMs: number;
   lockTimeoutMs: number;
-  /** Concurrent batch transactions (different days commit in parallel; one day is serialized by its row lock). */
-  parallel?: number;
   onBatch?: (size: number, ms: number) => void;
   /** A reserved ticket went back to the admission stock (gateways may have marked the day sold out). */
   onStockReturned?: (date: string) => void;
@@ -35,13 +33,17 @@ const rejected = (err: (typeof ERRORS)[keyof typeof ERRORS], message?: string): 
 
 /**
  * Turns purchase messages into orders in batches: requests that arrive together are buffered
- * (by time and count) and written in one transaction per sale day — one row lock, one conditional
- * stock decrement, one multi-row insert that is idempotent on message id and (user, day).
+ * (RxJS, by time and count) and written in one transaction per sale day — one row lock, one
+ * conditional stock decrement, one multi-row insert that is idempotent on message id and (user, day).
+ * Each day is a lane that commits one batch at a time (its row lock serializes them anyway); what
+ * arrives while a batch commits is written together next (group commit), so batches grow with the
+ * load instead of queueing up as many small transactions.
  * Each request's promise settles after the commit, so its message is acked only once durable.
  */
 export class OrderWriter {
   private readonly requests$ = new Subject<Pending>();
   private readonly subscription: Subscription;
+  private readonly lanes = new Map<string, { pending: Pending[]; busy: boolean }>();
 
   constructor(
     private readonly db: Sequelize,
@@ -52,9 +54,11 @@ export class OrderWriter {
       .pipe(
         bufferTime(opts.batchMs, null, opts.batchSize),
         filter((batch) => batch.length > 0),
-        mergeMap((batch) => this.writeBatch(batch), opts.parallel ?? 2),
       )
-      .subscribe();
+      .subscribe((batch) => {
+        for (const p of batch) this.lane(p.date).pending.push(p);
+        for (const date of new Set(batch.map((p) => p.date))) this.flush(date);
+      });
   }
 
   submit(request: OrderRequest): Promise<OrderOutcome> {
@@ -66,27 +70,43 @@ export class OrderWriter {
     this.subscription.unsubscribe();
   }
 
-  private async writeBatch(batch: Pending[]): Promise<void> {
-    const byDate = new Map<string, Pending[]>();
-    for (const p of batch) byDate.set(p.date, [...(byDate.get(p.date) ?? []), p]);
-    await Promise.all([...byDate.values()].map((group) => this.writeDay(group)));
+  private lane(date: string) {
+    let lane = this.lanes.get(date);
+    if (!lane) {
+      lane = { pending: [], busy: false };
+      this.lanes.set(date, lane);
+    }
+    return lane;
   }
 
+  private flush(date: string): void {
+    const lane = this.lane(date);
+    if (lane.busy || lane.pending.length === 0) return;
+    lane.busy = true;
+    const group = lane.pending.splice(0, this.opts.batchSize);
+    void this.writeDay(group).finally(() => {
+      lane.busy = false;
+      this.flush(date);
+    });
+  }
+
+  /** Commits one day's group; resolves when the lane may commit the next one. */
   private async writeDay(group: Pending[]): Promise<void> {
     const started = Date.now();
+    let outcomes: OrderOutcome[];
     try {
-      const outcomes = await this.commit(group);
-      await this.settleReservations(group, outcomes);
-      group.forEach((p, i) => p.resolve(outcomes[i]));
-      this.opts.onBatch?.(group.length, Date.now() - started);
+      outcomes = await this.commit(group);
     } catch (err) {
       if (group.length > 1 && !isTransientError(err)) {
         // One bad message must not fail its neighbours: write each alone to isolate it.
-        await Promise.all(group.map((p) => this.writeDay([p])));
+        for (const p of group) await this.writeDay([p]);
         return;
       }
       for (const p of group) p.reject(err);
+      return;
     }
+    this.opts.onBatch?.(group.length, Date.now() - started);
+    void this.settleReservations(group, outcomes).then(() => group.forEach((p, i) => p.resolve(outcomes[i])));
   }
 
   /** One transaction for one day's requests; returns each request's outcome in order. */

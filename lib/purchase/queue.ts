@@ -133,12 +133,18 @@ export class PurchaseQueue {
     return this.js.publish(this.names.subject(message.date), encode(message), { msgID: msgId });
   }
 
-  async deadLetter(message: PurchaseMessage, error: string, deliveries: number): Promise<void> {
+  /** `sourceSeq` (purchase stream sequence): a resent message's next letter is not de-duplicated. */
+  async deadLetter(
+    message: PurchaseMessage,
+    error: string,
+    deliveries: number,
+    sourceSeq = 0,
+  ): Promise<void> {
     const h = natsHeaders();
     h.set('Miaosha-Error', error.slice(0, 200).replace(/[\r\n]/g, ' '));
     const letter = { ...message, error, deliveries, deadLetteredAt: new Date().toISOString() };
     await this.js.publish(this.names.dlqSubject(message.date), encode(letter), {
-      msgID: `${message.messageId}:dlq:${deliveries}`,
+      msgID: `${message.messageId}:dlq:${sourceSeq}:${deliveries}`,
       headers: h,
     });
   }

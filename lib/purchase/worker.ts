@@ -149,13 +149,13 @@ export class PurchaseWorker {
     const machine = purchaseMachine.provide({
       actions: {
         report: (_, params: StatusReport) => report(params),
-        ack: () => writes.push(Promise.all(writes).then(() => msg.ackAck())),
+        ack: () => writes.push(Promise.all(writes).then(() => msg.ack())),
         nak: (_, { delayMs }: { delayMs: number }) =>
           writes.push(Promise.all(writes).then(() => msg.nak(delayMs))),
         deadLetter: (_, { errorMessage }: { errorMessage: string }) => {
           writes.push(
             this.queue
-              .deadLetter(message, errorMessage, msg.info.deliveryCount)
+              .deadLetter(message, errorMessage, msg.info.deliveryCount, msg.seq)
               .then(() => settle(this.redis, message, message.messageId, true, 'drop'))
               .then((released) => released && this.hooks.stockReturned?.(message.date))
               .then(() => msg.term()),

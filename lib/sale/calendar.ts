@@ -32,8 +32,20 @@ function formatter(timeZone: string): Intl.DateTimeFormat {
   return f;
 }
 
+// Every admission asks the clock: remember the answer for the current second per time zone.
+const lastClock = new Map<string, { second: number; clock: { date: string; minute: number } }>();
+
 /** The local date (YYYY-MM-DD) and minute of the day at `now` in `timeZone`. */
 export function localClock(now: Date, timeZone: string): { date: string; minute: number } {
+  const second = Math.floor(now.getTime() / 1000);
+  const cached = lastClock.get(timeZone);
+  if (cached?.second === second) return cached.clock;
+  const clock = computeLocalClock(now, timeZone);
+  lastClock.set(timeZone, { second, clock });
+  return clock;
+}
+
+function computeLocalClock(now: Date, timeZone: string): { date: string; minute: number } {
   const parts = Object.fromEntries(
     formatter(timeZone)
       .formatToParts(now)

@@ -1,0 +1,110 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServiceBroker } from 'moleculer';
+import {
+  catchError,
+  concat,
+  EMPTY,
+  exhaustMap,
+  from,
+  map,
+  merge,
+  mergeMap,
+  of,
+  timer,
+  type Observable,
+  type Subscription,
+} from 'rxjs';
+import { localMonitor, type Monitor, type MonitorFeed } from './monitor';
+import type { Alert, MonitorSnapshot } from './types';
+
+type StreamEvent = { event: 'snapshot'; data: MonitorSnapshot } | { event: 'alert'; data: Alert };
+
+// EventSource reconnects on its own; a bounded stream lets a long-open page pick up a redeploy.
+const MAX_STREAM_MS = 60 * 60_000;
+
+let openStreams = 0;
+
+/** Monitor streams currently open in this process (a closed client must not leave one behind). */
+export const openMonitorStreams = (): number => openStreams;
+
+function localEvents(monitor: Monitor): Observable<StreamEvent> {
+  const latest = monitor.latest;
+  return merge(
+    concat(latest ? of(latest) : EMPTY, monitor.snapshots$).pipe(
+      map((data): StreamEvent => ({ event: 'snapshot', data })),
+    ),
+    monitor.alertEvents$.pipe(map((data): StreamEvent => ({ event: 'alert', data }))),
+  );
+}
+
+/** A gateway without a local monitor polls `monitor.feed` on the node that has one. */
+function remoteEvents(broker: ServiceBroker, intervalMs: number): Observable<StreamEvent> {
+  let after: number | undefined;
+  let lastAt = '';
+  return timer(0, intervalMs).pipe(
+    exhaustMap(() =>
+      from(
+        broker.call<MonitorFeed, { after?: number }>('monitor.feed', after === undefined ? {} : { after }, {
+          timeout: Math.max(2000, intervalMs),
+        }),
+      ).pipe(catchError(() => EMPTY)),
+    ),
+    mergeMap((feed) => {
+      after = feed.seq;
+      const alerts = feed.changes.map((data): StreamEvent => ({ event: 'alert', data }));
+      const fresh = feed.snapshot.at !== lastAt;
+      lastAt = feed.snapshot.at;
+      return fresh ? [...alerts, { event: 'snapshot', data: feed.snapshot } as StreamEvent] : alerts;
+    }),
+  );
+}
+
+/**
+ * Server-Sent Events for the dashboard: `event: snapshot` every interval and `event: alert` on each
+ * raise or resolution. Closes with the client, or after an hour (the browser reconnects).
+ */
+export function streamMonitor(
+  broker: ServiceBroker,
+  intervalMs: number,
+  req: IncomingMessage,
+  res: ServerResponse,
+): void {
+  const monitor = localMonitor(broker);
+  const remote =
+    !monitor && broker.registry.getServiceList({ onlyAvailable: true }).some((s) => s.name === 'monitor');
+  if (!monitor && !remote) {
+    res.writeHead(503, { 'Content-Type': 'application/json; charset=utf-8' });
+    res.end(JSON.stringify({ code: 5030, message: 'The monitor service is not running', data: null }));
+    return;
+  }
+  const events$ = monitor ? localEvents(monitor) : remoteEvents(broker, intervalMs);
+  res.writeHead(200, {
+    'Content-Type': 'text/event-stream; charset=utf-8',
+    'Cache-Control': 'no-cache, no-transform',
+    Connection: 'keep-alive',
+    'X-Accel-Buffering': 'no',
+  });
+  res.write('retry: 2000\n\n');
+  openStreams++;
+  let subscription: Subscription | undefined = undefined;
+  let closed = false;
+  const close = () => {
+    if (closed) return;
+    closed = true;
+    openStreams--;
+    subscription?.unsubscribe();
+    clearTimeout(limit);
+    if (!res.writableEnded) res.end();
+  };
+  const limit = setTimeout(close, MAX_STREAM_MS);
+  req.on('close', close);
+  res.on('error', close);
+  subscription = events$.subscribe({
+    next: ({ event, data }) => {
+      if (!res.writableEnded) res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+    },
+    complete: close, // the monitor stopped
+    error: close,
+  });
+  if (closed) subscription.unsubscribe();
+}
