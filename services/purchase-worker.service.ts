@@ -2,7 +2,7 @@ import type { Context, ServiceSchema, ServiceSettingSchema } from 'moleculer';
 import { groupBy, mergeMap, Subject, throttleTime, type Subscription } from 'rxjs';
 import { resendDeadLetter } from '../lib/purchase/dead-letters';
 import type { PurchaseQueue } from '../lib/purchase/queue';
-import type { ResultRecord } from '../lib/purchase/results';
+import { readCachedResult, type ResultRecord } from '../lib/purchase/results';
 import { PurchaseWorker } from '../lib/purchase/worker';
 import { METRICS, registerMetrics } from '../lib/metrics';
 import { runtimeOf, type Runtime } from '../lib/runtime';
@@ -34,8 +34,13 @@ const purchaseWorkerService: ServiceSchema<ServiceSettingSchema, Record<string, 
 
     resend: {
       params: { $$strict: true, messageId: messageIdRule },
-      handler(ctx: Context<{ messageId: string }>) {
-        return resendDeadLetter(this.queue, this.rt.redis, this.rt.config, ctx.params.messageId);
+      async handler(ctx: Context<{ messageId: string }>) {
+        const { queue, rt } = this;
+        const answer = await resendDeadLetter(queue, rt.redis, rt.config, ctx.params.messageId);
+        // Gateways may still hold the old FAILED answer in their LRU: tell them it is pending again.
+        const record = await readCachedResult(this.rt.redis, answer.messageId);
+        if (record) await ctx.broadcast('purchase.results', { records: [record] });
+        return answer;
       },
     },
 

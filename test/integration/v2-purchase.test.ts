@@ -22,7 +22,9 @@ const resultOf = (app: TestApp, messageId: string, waitMs?: number) =>
 async function terminal(app: TestApp, messageId: string): Promise<Result> {
   return eventually(async () => {
     const r = await resultOf(app, messageId);
-    return r.body.code === 200 && ['SUCCESS', 'FAILED'].includes(r.body.data.status) ? r.body.data : undefined;
+    return r.body.code === 200 && ['SUCCESS', 'FAILED'].includes(r.body.data.status)
+      ? r.body.data
+      : undefined;
   }, 30_000);
 }
 
@@ -50,7 +52,12 @@ async function openSse(url: string) {
   const events: SseEvent[] = [];
   if (!(res.headers.get('content-type') ?? '').startsWith('text/event-stream')) {
     clearTimeout(timer);
-    return { status: res.status, events, envelope: (await res.json()) as Envelope, closed: Promise.resolve() };
+    return {
+      status: res.status,
+      events,
+      envelope: (await res.json()) as Envelope,
+      closed: Promise.resolve(),
+    };
   }
   const reader = res.body!.getReader();
   const decoder = new TextDecoder();
@@ -227,7 +234,9 @@ describe('V2 asynchronous purchase', () => {
 
   it('streams the statuses over SSE until SUCCESS, and answers 6008 for an unknown id', async () => {
     const answer = await submit(app, 110, today);
-    const sse = await openSse(`${app.baseUrl}/api/tickets/v2/purchase/stream?messageId=${answer.body.data.messageId}`);
+    const sse = await openSse(
+      `${app.baseUrl}/api/tickets/v2/purchase/stream?messageId=${answer.body.data.messageId}`,
+    );
     expect(sse.status).toBe(200);
     await sse.closed;
     const statuses = sse.events.map((e) => e.data.status);
@@ -301,6 +310,8 @@ describe('V2 purchase with the worker started later (separate node)', () => {
       const r = await app.get<Result>(`/api/tickets/v2/purchase/result/user?userId=201&date=${today}`);
       return r.body.data?.status === 'SUCCESS' ? r.body.data : undefined;
     });
-    expect(await validOrders(app, 201, today)).toEqual([expect.objectContaining({ ticketCode: r201.ticketCode })]);
+    expect(await validOrders(app, 201, today)).toEqual([
+      expect.objectContaining({ ticketCode: r201.ticketCode }),
+    ]);
   });
 });

@@ -15,7 +15,9 @@ const submit = (app: TestApp, userId: number, date: string) =>
 async function terminal(app: TestApp, messageId: string): Promise<ResultRecord> {
   return eventually(async () => {
     const r = await app.get<ResultRecord>(`/api/tickets/v2/purchase/result?messageId=${messageId}`);
-    return r.body.code === 200 && ['SUCCESS', 'FAILED'].includes(r.body.data.status) ? r.body.data : undefined;
+    return r.body.code === 200 && ['SUCCESS', 'FAILED'].includes(r.body.data.status)
+      ? r.body.data
+      : undefined;
   }, 30_000);
 }
 
@@ -161,7 +163,10 @@ describe('V2 duplicate deliveries arriving together', () => {
     const admission = await reserve(app.rt.redis, app.config, { userId: 404, date }, messageId, 3600);
     expect(admission.outcome).toBe('OK');
     const message = { messageId, userId: 404, date, queuedAt: new Date().toISOString() };
-    const [a, b] = await Promise.all([queue.publish(message, `${messageId}:a`), queue.publish(message, `${messageId}:b`)]);
+    const [a, b] = await Promise.all([
+      queue.publish(message, `${messageId}:a`),
+      queue.publish(message, `${messageId}:b`),
+    ]);
     await processedUpTo(app, Math.max(a.seq, b.seq));
     const result = await terminal(app, messageId);
     const orders = await ordersOf(app, 404, date);
