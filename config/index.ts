@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import Validator from 'fastest-validator';
 
 /** Every service this code base can run; `SERVICES` picks a subset per process. */
-export const ALL_SERVICES = ['api', 'tickets', 'purchase', 'purchase-worker'] as const;
+export const ALL_SERVICES = ['api', 'tickets', 'purchase', 'purchase-worker', 'monitor'] as const;
 export type ServiceName = (typeof ALL_SERVICES)[number];
 
 export interface Config {
@@ -55,7 +55,14 @@ export interface Config {
     failureRatio: number;
     backlogMax: number;
     windowMs: number;
+    /** Consecutive snapshots a condition must hold to raise an alert, and to resolve it. */
+    hold: number;
+    /** Results (or submits) a window needs before a ratio rule may fire. */
+    minSamples: number;
+    /** Share of submits answered 5030/5000 that raises the gateway error alert. */
+    errorRatio: number;
   };
+  monitor: { intervalMs: number };
 }
 
 export class ConfigError extends Error {
@@ -143,6 +150,10 @@ const schema = {
   ALERT_FAILURE_RATIO: ['0.5', { type: 'number', min: 0, max: 1, convert: true }],
   ALERT_BACKLOG_MAX: ['10000', int(0)],
   ALERT_WINDOW_MS: ['10000', int(100)],
+  ALERT_HOLD: ['3', int(1, 1000)],
+  ALERT_MIN_SAMPLES: ['20', int(1)],
+  ALERT_ERROR_RATIO: ['0.05', { type: 'number', min: 0, max: 1, convert: true }],
+  MONITOR_INTERVAL_MS: ['1000', int(50, 60_000)],
 } as const;
 
 type VarName = keyof typeof schema;
@@ -295,7 +306,11 @@ export function loadConfig(env: Env = process.env, warn: (msg: string) => void =
       failureRatio: v('ALERT_FAILURE_RATIO'),
       backlogMax: v('ALERT_BACKLOG_MAX'),
       windowMs: v('ALERT_WINDOW_MS'),
+      hold: v('ALERT_HOLD'),
+      minSamples: v('ALERT_MIN_SAMPLES'),
+      errorRatio: v('ALERT_ERROR_RATIO'),
     },
+    monitor: { intervalMs: v('MONITOR_INTERVAL_MS') },
   };
 }
 

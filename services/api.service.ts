@@ -1,5 +1,8 @@
 import { timingSafeEqual } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createReadStream } from 'node:fs';
+import { STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import path from 'node:path';
 import type { Context, Service, ServiceSchema } from 'moleculer';
 import ApiGateway, { type ApiSettingsSchema } from 'moleculer-web';
 import type { Config } from '../config';
@@ -9,8 +12,11 @@ import { prometheusText } from '../lib/metrics-reporter';
 import { publicDir } from '../lib/paths';
 import { runtimeOf } from '../lib/runtime';
 import { streamResult } from '../lib/purchase/stream';
+import { streamMonitor } from '../lib/monitor/stream';
 
 type Req = IncomingMessage & { $ctx?: Context; $params?: Record<string, unknown> };
+/** Node sets `_httpMessage` to the response in progress on a server socket. */
+type ClientSocket = Socket & { _httpMessage?: ServerResponse | null };
 
 interface Envelope {
   code: number;
@@ -69,12 +75,22 @@ export function errorEnvelope(err: unknown): { status: number; body: Envelope } 
   ) {
     return { status: 400, body: { code: 1001, message: 'Request body is not valid JSON', data: null } };
   }
+  // Other body-parser refusals (broken gzip, wrong content length…): moleculer-web wraps them in a bare
+  // MoleculerError whose code is the parser's 4xx status or the Node error code.
+  if (e.name === 'MoleculerError' && (typeof e.code === 'string' || (status >= 400 && status < 500))) {
+    return { status: 400, body: { code: 1001, message: 'Request body could not be read', data: null } };
+  }
+  // moleculer-web's own refusals: an undecodable path parameter (`%E0%A4%A`), a body that is no object.
+  if (e.name === 'BadRequestError' || e.name === 'InvalidRequestBodyError') {
+    return { status: 400, body: { code: 1001, message: ERRORS.INVALID_PARAM.message, data: null } };
+  }
   if (e.name === 'NotFoundError')
     return { status: 404, body: { code: 404, message: 'Not found', data: null } };
   if (
     [
       'ServiceNotFoundError',
       'ServiceNotAvailableError',
+      'ServiceUnavailableError', // moleculer-web: no node runs the aliased action
       'RequestTimeoutError',
       'BrokerDisconnectedError',
     ].includes(e.name ?? '')
@@ -92,6 +108,16 @@ function tokenMatches(expected: string, header: string | undefined): boolean {
   return timingSafeEqual(a.length === b.length ? a : b, b) && a.length === b.length;
 }
 
+/**
+ * JSON reviver refusing a `__proto__` key (answered 1001 like any unparsable body): moleculer-web merges
+ * the body into the params with Object.assign, which would make that key the params' prototype and
+ * let its fields slip past the strict unknown-field check.
+ */
+function refuseProtoKey(key: string, value: unknown): unknown {
+  if (key === '__proto__') throw new SyntaxError('Forbidden key "__proto__" in the JSON body');
+  return value;
+}
+
 const envelope = (_ctx: Context, _route: unknown, _req: Req, _res: ServerResponse, data: unknown) => ({
   code: 200,
   message: 'success',
@@ -100,7 +126,10 @@ const envelope = (_ctx: Context, _route: unknown, _req: Req, _res: ServerRespons
 
 /** The REST gateway (moleculer-web): routes of SPEC §3, the envelope, health, metrics and pages. */
 export function createApiService(config: Config): ServiceSchema<ApiSettingsSchema> {
-  const jsonOnly = { json: { strict: true, limit: config.http.bodyLimit }, urlencoded: false };
+  const jsonOnly = {
+    json: { strict: true, limit: config.http.bodyLimit, reviver: refuseProtoKey },
+    urlencoded: false,
+  };
   return {
     name: 'api',
     mixins: [ApiGateway],
@@ -151,8 +180,11 @@ export function createApiService(config: Config): ServiceSchema<ApiSettingsSchem
             'GET tickets/v2/purchase/stream'(this: Service, req: Req, res: ServerResponse) {
               streamResult(runtimeOf(this.broker), req, res);
             },
-            'GET monitor/stream': 'monitor.stream',
+            'GET monitor/stream'(this: Service, req: Req, res: ServerResponse) {
+              streamMonitor(this.broker, config.monitor.intervalMs, req, res);
+            },
             'GET monitor/snapshot': 'monitor.snapshot',
+            'GET monitor/alerts': 'monitor.alerts',
           },
           onAfterCall: envelope,
         },
@@ -179,6 +211,22 @@ export function createApiService(config: Config): ServiceSchema<ApiSettingsSchem
               res.writeHead(302, { Location: '/' });
               res.end();
             },
+            'GET vendor/chart.js'(_req: Req, res: ServerResponse) {
+              // The dashboard's charts, served from the project (chart.js exports no subpath for its UMD file).
+              let file: string;
+              try {
+                file = path.join(path.dirname(require.resolve('chart.js')), 'chart.umd.js');
+              } catch {
+                return send(res, 404, { code: 404, message: 'Not found', data: null });
+              }
+              res.writeHead(200, {
+                'Content-Type': 'application/javascript; charset=utf-8',
+                'Cache-Control': 'public, max-age=86400',
+              });
+              createReadStream(file)
+                .on('error', () => res.destroy())
+                .pipe(res);
+            },
           },
         },
       ],
@@ -188,6 +236,32 @@ export function createApiService(config: Config): ServiceSchema<ApiSettingsSchem
         if (body.code === 5000) this.logger.error('Request failed', req.method, req.url, err);
         send(res, status, body);
       },
+    },
+    created(this: Service) {
+      // Requests Node's HTTP parser refuses (e.g. a URL over the header limit) get the envelope too.
+      const { server } = this as unknown as { server: Server };
+      const answered = new WeakSet<Socket>();
+      server.on('clientError', (err: NodeJS.ErrnoException, socket: ClientSocket) => {
+        if (answered.has(socket)) return;
+        // As Node does: answer only when no response on this (keep-alive) socket has started.
+        if (err.code === 'ECONNRESET' || !socket.writable || socket._httpMessage?.headersSent) {
+          socket.destroy();
+          return;
+        }
+        answered.add(socket);
+        const status =
+          err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+        const payload = JSON.stringify({ code: 1001, message: 'Malformed or oversized request', data: null });
+        // Drain what the client still sends: closing with unread input would reset the connection
+        // before the client has read the answer.
+        socket.removeAllListeners('data');
+        socket.on('data', () => undefined);
+        socket.end(
+          `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+            `Content-Length: ${Buffer.byteLength(payload)}\r\nConnection: close\r\n\r\n${payload}`,
+        );
+        setTimeout(() => socket.destroy(), 5000).unref();
+      });
     },
     methods: {
       authorize(_ctx: Context, _route: unknown, req: Req) {

@@ -2,12 +2,22 @@ import type { Context, ServiceSchema, ServiceSettingSchema } from 'moleculer';
 import type { PurchaseRequest } from '../lib/purchase/admission';
 import { PurchaseGateway, type Outcome } from '../lib/purchase/gateway';
 import type { ResultRecord } from '../lib/purchase/results';
+import { appCodeOf } from '../lib/errors';
 import { METRICS, registerMetrics } from '../lib/metrics';
+import { SubmitCounter } from '../lib/monitor/submit-counter';
 import { runtimeOf, type Runtime } from '../lib/runtime';
 import { keys } from '../lib/store/keys';
 import { dateRule, messageIdRule, purchaseParams, userIdQueryRule } from '../lib/validation';
 
-type Vars = { rt: Runtime; gateway: PurchaseGateway; timer?: NodeJS.Timeout };
+type Vars = {
+  rt: Runtime;
+  gateway: PurchaseGateway;
+  timer?: NodeJS.Timeout;
+  submits: SubmitCounter;
+  countSubmit: (outcome: string) => void;
+  reportSubmits: () => void;
+  reportTimer?: NodeJS.Timeout;
+};
 
 /** V2 asynchronous purchase, gateway side: admission, publish, and result queries (SPEC §3 V2). */
 const purchaseService: ServiceSchema<ServiceSettingSchema, Record<string, never>, Vars> = {
@@ -18,7 +28,11 @@ const purchaseService: ServiceSchema<ServiceSettingSchema, Record<string, never>
     submit: {
       params: purchaseParams,
       handler(ctx: Context<PurchaseRequest>) {
-        return this.gateway.submit(ctx.params);
+        return this.gateway.submit(ctx.params).catch((err: unknown) => {
+          // Unexpected failures (answered 5000) count too: the monitor's error-rate alert needs them.
+          if (appCodeOf(err) === undefined) this.countSubmit('error');
+          throw err;
+        });
       },
     },
 
@@ -69,13 +83,28 @@ const purchaseService: ServiceSchema<ServiceSettingSchema, Record<string, never>
   created() {
     this.rt = runtimeOf(this.broker);
     registerMetrics(this.broker);
+    // The hot path only bumps counters; the monitor gets them once per interval as one event.
+    this.submits = new SubmitCounter();
+    this.countSubmit = (outcome) => {
+      this.broker.metrics.increment(METRICS.submits, { outcome });
+      this.submits.add(outcome);
+    };
+    this.reportSubmits = () => {
+      const counts = this.submits.drain();
+      if (counts)
+        void this.broker.broadcast(
+          'metrics.submits',
+          { nodeID: this.broker.nodeID, counts },
+          { groups: ['monitor'] },
+        );
+    };
   },
 
   async started() {
     const queue = await this.rt.queue(this.broker.nodeID);
     this.gateway = new PurchaseGateway(this.rt, queue, {
       soldOut: (date) => void this.broker.broadcast('tickets.soldOut', { date }),
-      submitted: (outcome: Outcome) => this.broker.metrics.increment(METRICS.submits, { outcome }),
+      submitted: (outcome: Outcome) => this.countSubmit(outcome),
     });
     this.rt.gateway = this.gateway;
     this.gateway.setPaused((await this.rt.redis.exists(keys.paused)) === 1);
@@ -83,10 +112,13 @@ const purchaseService: ServiceSchema<ServiceSettingSchema, Record<string, never>
     this.timer = setInterval(() => {
       this.gateway.refreshBacklog().catch(() => undefined);
     }, 500);
+    this.reportTimer = setInterval(this.reportSubmits, this.rt.config.monitor.intervalMs);
   },
 
   async stopped() {
     clearInterval(this.timer);
+    clearInterval(this.reportTimer);
+    this.reportSubmits();
     this.rt.gateway = undefined;
   },
 };

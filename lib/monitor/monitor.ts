@@ -73,6 +73,7 @@ export class Monitor {
   readonly alertEvents$: Observable<Alert> = this.alertSubject.asObservable();
   private latestSnapshot: MonitorSnapshot | null = null;
   private subscription?: Subscription;
+  private stopped = false;
   private readonly deliveries = new Set<Promise<boolean>>();
   private readonly rules: AlertRule[];
 
@@ -89,7 +90,9 @@ export class Monitor {
     return this.latestSnapshot;
   }
 
+  /** Idempotent; does nothing once stopped. */
   start(): void {
+    if (this.stopped || this.subscription) return;
     const { intervalMs } = this.rt.config.monitor;
     // exhaustMap: a slow reading is skipped, never queued behind itself.
     const poll = <T>(everyMs: number, read: () => Promise<T>, fallback: T): Observable<T> =>
@@ -103,7 +106,8 @@ export class Monitor {
         submits$: this.submits$,
         queue$: poll(intervalMs, () => this.readQueue(), null),
         nodes$: poll(intervalMs * 2, () => this.readNodes(), [] as NodeStat[]),
-        dependencies$: poll(intervalMs * 2, () => this.readDependencies(), {
+        // Every interval: each snapshot's reading is fresh, so a hold counts distinct probes.
+        dependencies$: poll(intervalMs, () => this.readDependencies(), {
           postgres: false,
           redis: false,
           nats: false,
@@ -123,6 +127,7 @@ export class Monitor {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     if (monitors.get(this.broker) === this) monitors.delete(this.broker);
     this.subscription?.unsubscribe();
     this.snapshotSubject.complete();
@@ -207,7 +212,10 @@ export class Monitor {
 
   /** Memory and CPU of every available node, from Moleculer's built-in `$node.health`. */
   private async readNodes(): Promise<NodeStat[]> {
-    const nodes = this.broker.registry.getNodeList({ onlyAvailable: true, withServices: true });
+    // A node that has announced itself but not (or no longer) its services cannot answer yet.
+    const nodes = this.broker.registry
+      .getNodeList({ onlyAvailable: true, withServices: true })
+      .filter((node) => (node.services as { name: string }[]).some((s) => s.name === '$node'));
     const timeoutMs = Math.max(1000, this.rt.config.monitor.intervalMs);
     const stats = await Promise.all(
       nodes.map(async (node): Promise<NodeStat | null> => {

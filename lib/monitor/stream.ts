@@ -97,7 +97,9 @@ export function streamMonitor(
     if (!res.writableEnded) res.end();
   };
   const limit = setTimeout(close, MAX_STREAM_MS);
+  // The response's 'close' fires when the client goes away (or the stream ended).
   req.on('close', close);
+  res.on('close', close);
   res.on('error', close);
   subscription = events$.subscribe({
     next: ({ event, data }) => {
