@@ -10,7 +10,22 @@ export const userIdRule = {
   positive: true,
   max: Number.MAX_SAFE_INTEGER,
 } as const;
-export const userIdQueryRule = { ...userIdRule, convert: true } as const;
+/**
+ * A user id in a query string: decimal digits only. (The number rule's `convert` would take
+ * `userId[]=7` — an array — as 7, and `0x10` or `1e3` as numbers.)
+ */
+export const userIdQueryRule = {
+  type: 'any',
+  custom: (value: unknown, errors: Errors) => {
+    const id = typeof value === 'string' && /^\d{1,16}$/.test(value) ? Number(value) : value;
+    if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 1) {
+      errors.push({ type: 'userId', actual: value });
+      return value;
+    }
+    return id;
+  },
+  messages: { userId: "The '{field}' field must be a positive integer written in decimal digits." },
+} as const;
 
 export const dateRule = {
   type: 'string',

@@ -113,6 +113,25 @@ export async function settle(
   return done === 1;
 }
 
-/** Claim values: a V2 message id, or `v1:<orderNo>` for a synchronous purchase. */
+/** Counts a just-inserted order whose reservation the cache lost (see ADOPT in store/scripts.ts). */
+export async function adoptOrder(
+  redis: Redis,
+  req: { userId: number; date: string },
+  messageId: string,
+): Promise<boolean> {
+  const done = await redis.adopt(
+    keys.stock(req.date),
+    keys.claims(req.date),
+    keys.pending(req.date),
+    req.userId,
+    messageId,
+  );
+  return done === 1;
+}
+
+/**
+ * Claim values: a V2 message id, or for a synchronous purchase `v1:<orderNo>` once its order is made
+ * and its reservation id `v1-<uuid>` while it is in flight (never a V2 message id to hand out).
+ */
 export const v1Claim = (orderNo: string) => `v1:${orderNo}`;
-export const isV1Claim = (claim: string) => claim.startsWith('v1:');
+export const isV1Claim = (claim: string) => claim.startsWith('v1:') || claim.startsWith('v1-');

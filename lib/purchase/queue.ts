@@ -157,7 +157,9 @@ export class PurchaseQueue {
   async deadLetters(limit = 100): Promise<{ total: number; letters: DeadLetter[] }> {
     const info = await this.jsm.streams.info(this.names.dlqStream);
     const letters: DeadLetter[] = [];
-    for (let seq = info.state.first_seq; seq <= info.state.last_seq && letters.length < limit; seq++) {
+    // An empty stream reports first_seq 0, and asking JetStream for sequence 0 is a "bad request".
+    const first = Math.max(1, info.state.first_seq);
+    for (let seq = first; seq <= info.state.last_seq && letters.length < limit; seq++) {
       const stored = await this.getDeadLetter(seq);
       if (stored) letters.push({ ...decode<DeadLetter>(stored.data), seq });
     }

@@ -31,10 +31,13 @@ export function checkVerifyHash(
   const dot = hash.indexOf('.');
   if (dot <= 0 || hash.length > 128) return false;
   const expiresText = hash.slice(0, dot);
-  if (!/^\d{1,12}$/.test(expiresText)) return false;
+  // Only the canonical form is accepted: no leading zero in the expiry, and the signature text
+  // exactly as issued (base64url decoding would ignore stray characters and the unused low bits
+  // of the last character, so decoded bytes would accept altered strings).
+  if (!/^[1-9]\d{0,11}$/.test(expiresText)) return false;
   const expiresAt = Number(expiresText);
   if (expiresAt * 1000 <= now) return false;
-  const given = Buffer.from(hash.slice(dot + 1), 'base64url');
-  const expected = sign(secret, userId, date, expiresAt);
+  const given = Buffer.from(hash.slice(dot + 1));
+  const expected = Buffer.from(sign(secret, userId, date, expiresAt).toString('base64url'));
   return given.length === expected.length && timingSafeEqual(given, expected);
 }

@@ -84,7 +84,9 @@ export async function startApp(overrides: Record<string, string> = {}): Promise<
   const namespace = overrides.NAMESPACE ?? uniqueNamespace();
   const env = isolatedEnv(namespace, overrides);
   const config = loadConfig(env);
-  const broker = createBroker(config, `${namespace}-test-${process.pid}`);
+  // Unique per broker: two instances may share a namespace (several gateways), and Moleculer stops
+  // the process on a nodeID conflict.
+  const broker = createBroker(config, `${namespace}-test-${process.pid}-${randomBytes(3).toString('hex')}`);
   await broker.start();
   const rt = runtimeOf(broker);
   let baseUrl = '';
