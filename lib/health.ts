@@ -26,7 +26,11 @@ async function probe(check: () => Promise<unknown>, timeoutMs = 2000): Promise<D
     ]);
     return { up: true, latencyMs: Date.now() - started };
   } catch (err) {
-    return { up: false, error: err instanceof Error ? err.message : 'unreachable' };
+    // The health answer is public: say what failed, never the driver's message (names, hosts).
+    return {
+      up: false,
+      error: err instanceof Error && err.message === 'timed out' ? 'timed out' : 'unreachable',
+    };
   } finally {
     clearTimeout(timer);
   }
@@ -34,12 +38,20 @@ async function probe(check: () => Promise<unknown>, timeoutMs = 2000): Promise<D
 
 /** Each dependency as this node sees it. */
 export async function checkHealth(broker: ServiceBroker, rt: Runtime): Promise<Health> {
-  const transit = broker.transit as unknown as { connected?: boolean } | undefined;
-  const [postgres, redis] = await Promise.all([
+  // Moleculer's NATS transporter flags only a closed connection, not one that dropped and is
+  // reconnecting: a round trip (PING/PONG) through its client tells.
+  const transit = broker.transit as unknown as
+    { connected?: boolean; tx?: { client?: { flush?: () => Promise<void> } } } | undefined;
+  const client = transit?.tx?.client;
+  const [postgres, redis, nats] = await Promise.all([
     probe(() => rt.db.query('SELECT 1')),
     probe(() => rt.redis.ping()),
+    transit?.connected
+      ? client?.flush
+        ? probe(() => client.flush!())
+        : Promise.resolve<DependencyState>({ up: true })
+      : Promise.resolve<DependencyState>({ up: false, error: 'disconnected' }),
   ]);
-  const nats: DependencyState = transit?.connected ? { up: true } : { up: false, error: 'disconnected' };
   const dependencies = { postgres, redis, nats };
   return {
     status: Object.values(dependencies).every((d) => d.up) ? 'up' : 'down',

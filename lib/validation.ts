@@ -11,21 +11,30 @@ export const userIdRule = {
   max: Number.MAX_SAFE_INTEGER,
 } as const;
 /**
- * A user id in a query string: decimal digits only. (The number rule's `convert` would take
+ * An integer in a query string: decimal digits only. (The number rule's `convert` would take
  * `userId[]=7` — an array — as 7, and `0x10` or `1e3` as numbers.)
  */
-export const userIdQueryRule = {
-  type: 'any',
-  custom: (value: unknown, errors: Errors) => {
-    const id = typeof value === 'string' && /^\d{1,16}$/.test(value) ? Number(value) : value;
-    if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 1) {
-      errors.push({ type: 'userId', actual: value });
-      return value;
-    }
-    return id;
-  },
-  messages: { userId: "The '{field}' field must be a positive integer written in decimal digits." },
-} as const;
+const queryInteger = (min: number, max: number, optional = false) =>
+  ({
+    type: 'any',
+    optional,
+    custom: (value: unknown, errors: Errors) => {
+      if (value === undefined && optional) return value;
+      const n = typeof value === 'string' && /^\d{1,16}$/.test(value) ? Number(value) : value;
+      if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < min || n > max) {
+        errors.push({ type: 'queryInteger', actual: value, expected: `${min}..${max}` });
+        return value;
+      }
+      return n;
+    },
+    messages: {
+      queryInteger: "The '{field}' field must be an integer from {expected}, written in decimal digits.",
+    },
+  }) as const;
+
+export const userIdQueryRule = queryInteger(1, Number.MAX_SAFE_INTEGER);
+export const waitMsRule = queryInteger(0, 30_000, true);
+export const limitRule = queryInteger(1, 1000, true);
 
 export const dateRule = {
   type: 'string',
@@ -37,7 +46,8 @@ export const dateRule = {
   messages: { date: "The '{field}' field must be a real date written YYYY-MM-DD." },
 } as const;
 
-export const verifyHashRule = { type: 'string', min: 1, max: 128 } as const;
+/** Missing or empty is not a format error: the SPEC answers it 6003 like a wrong hash. */
+export const verifyHashRule = { type: 'string', max: 128, optional: true } as const;
 export const messageIdRule = { type: 'string', min: 1, max: 64, pattern: /^[A-Za-z0-9_-]+$/ } as const;
 export const orderNoRule = { type: 'string', min: 1, max: 32, pattern: /^[A-Za-z0-9-]+$/ } as const;
 export const totalRule = { type: 'number', integer: true, min: 0, max: 10_000_000 } as const;

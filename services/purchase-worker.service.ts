@@ -6,7 +6,7 @@ import { readCachedResult, type ResultRecord } from '../lib/purchase/results';
 import { PurchaseWorker } from '../lib/purchase/worker';
 import { METRICS, registerMetrics } from '../lib/metrics';
 import { runtimeOf, type Runtime } from '../lib/runtime';
-import { messageIdRule } from '../lib/validation';
+import { limitRule, messageIdRule } from '../lib/validation';
 
 type Vars = {
   rt: Runtime;
@@ -25,7 +25,7 @@ const purchaseWorkerService: ServiceSchema<ServiceSettingSchema, Record<string, 
     deadLetters: {
       params: {
         $$strict: true,
-        limit: { type: 'number', integer: true, min: 1, max: 1000, optional: true, convert: true },
+        limit: limitRule,
       },
       handler(ctx: Context<{ limit?: number }>) {
         return this.queue.deadLetters(ctx.params.limit ?? 100);

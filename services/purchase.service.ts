@@ -7,7 +7,7 @@ import { METRICS, registerMetrics } from '../lib/metrics';
 import { SubmitCounter } from '../lib/monitor/submit-counter';
 import { runtimeOf, type Runtime } from '../lib/runtime';
 import { keys } from '../lib/store/keys';
-import { dateRule, messageIdRule, purchaseParams, userIdQueryRule } from '../lib/validation';
+import { dateRule, messageIdRule, purchaseParams, userIdQueryRule, waitMsRule } from '../lib/validation';
 
 type Vars = {
   rt: Runtime;
@@ -40,7 +40,7 @@ const purchaseService: ServiceSchema<ServiceSettingSchema, Record<string, never>
       params: {
         $$strict: true,
         messageId: messageIdRule,
-        waitMs: { type: 'number', integer: true, min: 0, max: 30000, optional: true, convert: true },
+        waitMs: waitMsRule,
       },
       handler(ctx: Context<{ messageId: string; waitMs?: number }>) {
         return this.gateway.result(ctx.params.messageId, ctx.params.waitMs ?? 0);
