@@ -55,6 +55,9 @@ export function appCodeOf(err: unknown): number | undefined {
   return typeof data?.appCode === 'number' ? data.appCode : undefined;
 }
 
+const NETWORK_CODES = ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTCONN', 'EAI_AGAIN'];
+const CONNECTION_LOST = /Connection terminated|connection error|not queryable|ECONNRESET|EPIPE/i;
+
 /** Errors caused by an unreachable dependency: worth a retry, and answered 5030 at the edge. */
 export function isTransientError(err: unknown): boolean {
   if (!err || typeof err !== 'object') return false;
@@ -64,11 +67,20 @@ export function isTransientError(err: unknown): boolean {
     /Sequelize(Connection\w*|HostNotReachable|HostNotFound|Timeout|AccessDenied)Error/.test(name) ||
     name === 'SequelizeDatabaseError' // deadlock, lock timeout, serialization: retried below by code
   ) {
-    const pgCode = (e.parent as { code?: string } | undefined)?.code ?? '';
+    const parent = e.parent as { code?: string; message?: string } | undefined;
+    const pgCode = parent?.code ?? '';
     if (name !== 'SequelizeDatabaseError') return true;
+    // A connection that broke in the middle of a query surfaces as a "database" error whose
+    // cause is the socket (read ECONNRESET, Connection terminated unexpectedly): transient too.
+    const sqlState = /^[0-9A-Z]{5}$/.test(pgCode); // the server answered: not a lost connection
+    if (
+      !sqlState &&
+      (NETWORK_CODES.includes(pgCode) || CONNECTION_LOST.test(parent?.message ?? e.message ?? ''))
+    )
+      return true;
     return ['40001', '40P01', '55P03', '57014', '57P01', '08006', '08003', '08001'].includes(pgCode);
   }
-  if (['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTCONN', 'EAI_AGAIN'].includes(e.code ?? '')) {
+  if (NETWORK_CODES.includes(e.code ?? '')) {
     return true;
   }
   if (

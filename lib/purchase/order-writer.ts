@@ -3,7 +3,7 @@ import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
 import type Redis from 'ioredis';
 import type { OrderOutcome } from '../../machines/purchase.machine';
 import { ERRORS, isTransientError } from '../errors';
-import { settle } from './admission';
+import { adoptOrder, settle } from './admission';
 
 export interface OrderRequest {
   messageId: string;
@@ -14,6 +14,8 @@ export interface OrderRequest {
 interface Pending extends OrderRequest {
   resolve(outcome: OrderOutcome): void;
   reject(err: unknown): void;
+  /** Its order was inserted by the commit that decided it (not found from an earlier delivery). */
+  inserted?: boolean;
 }
 
 export interface OrderWriterOptions {
@@ -112,6 +114,7 @@ export class OrderWriter {
   /** One transaction for one day's requests; returns each request's outcome in order. */
   private commit(group: Pending[]): Promise<OrderOutcome[]> {
     const date = group[0].date;
+    for (const p of group) p.inserted = false;
     return this.db.transaction(async (transaction) => {
       const q = <T extends object>(sql: string, bind: unknown[]) =>
         this.db.query<T>(sql, { bind, type: QueryTypes.SELECT, transaction });
@@ -173,6 +176,7 @@ export class OrderWriter {
         for (const i of granted) {
           const row = inserted.get(group[i].messageId);
           outcomes[i] = row ? { kind: 'success', ...row } : rejected(ERRORS.ALREADY_PURCHASED);
+          group[i].inserted = row !== undefined;
         }
         if (inserted.size > 0) {
           await this.db.query(
@@ -212,7 +216,14 @@ export class OrderWriter {
     await Promise.all(
       group.map((p, i) => {
         const outcome = outcomes[i];
-        if (outcome.kind === 'success') return settle(this.redis, p, p.messageId, false, 'keep');
+        if (outcome.kind === 'success') {
+          // A new order whose reservation the cache no longer holds (Redis lost it, or a gateway
+          // undid it after a publish that looked failed) is counted now, or the cache would keep
+          // offering its ticket and forget the user's claim.
+          return settle(this.redis, p, p.messageId, false, 'keep').then((settled) =>
+            settled || !p.inserted ? undefined : adoptOrder(this.redis, p, p.messageId),
+          );
+        }
         // Sold out in the database: the Redis reservation was a phantom, so nothing goes back.
         const giveBack = outcome.errorCode !== ERRORS.SOLD_OUT.code;
         if (giveBack) this.opts.onStockReturned?.(p.date);

@@ -1,11 +1,12 @@
 import Redis, { type RedisOptions, type Result } from 'ioredis';
-import { ADMIT, RESTOCK, SETTLE } from './scripts';
+import { ADMIT, ADOPT, RESTOCK, SETTLE } from './scripts';
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
     admit(...args: (string | number)[]): Result<[string, string], Context>;
     settle(...args: (string | number)[]): Result<number, Context>;
     restock(...args: (string | number)[]): Result<number, Context>;
+    adopt(...args: (string | number)[]): Result<number, Context>;
   }
 }
 
@@ -26,19 +27,30 @@ export function createRedis(url: string, namespace: string, extra: RedisOptions 
   redis.defineCommand('admit', { numberOfKeys: 8, lua: ADMIT });
   redis.defineCommand('settle', { numberOfKeys: 3, lua: SETTLE });
   redis.defineCommand('restock', { numberOfKeys: 2, lua: RESTOCK });
+  redis.defineCommand('adopt', { numberOfKeys: 3, lua: ADOPT });
   return redis;
 }
 
-/** Deletes every key of a namespace (tests, benchmarks). */
+/**
+ * Deletes every key of a namespace (tests, benchmarks). The keys go in one transaction, as with a
+ * FLUSHALL or a restart: a node watching the `ready` key must not rebuild while half of the
+ * namespace is still being deleted (its rebuilt keys would be deleted behind it).
+ */
 export async function deleteNamespace(redis: Redis, namespace: string): Promise<void> {
   const raw = redis.duplicate({ keyPrefix: '' });
   try {
+    const found = new Set<string>();
     let cursor = '0';
     do {
-      const [next, found] = await raw.scan(cursor, 'MATCH', `${namespace}:*`, 'COUNT', 1000);
+      const [next, batch] = await raw.scan(cursor, 'MATCH', `${namespace}:*`, 'COUNT', 1000);
       cursor = next;
-      if (found.length) await raw.unlink(...found);
+      for (const key of batch) found.add(key);
     } while (cursor !== '0');
+    const all = [...found];
+    if (all.length === 0) return;
+    const tx = raw.multi();
+    for (let i = 0; i < all.length; i += 1000) tx.unlink(...all.slice(i, i + 1000));
+    await tx.exec();
   } finally {
     raw.disconnect();
   }

@@ -63,6 +63,24 @@ return 1
 `;
 
 /**
+ * adopt — counts an order the database has just committed for a message whose reservation the cache
+ * no longer holds (lost when Redis was flushed with messages still queued, or undone by a gateway
+ * whose publish looked failed although the message reached the queue): the ticket leaves the
+ * admission stock and the user's claim names the order's message. The worker calls it only for
+ * orders inserted by this very commit, so an order is adopted at most once.
+ * KEYS: stock, claims, pending
+ * ARGV: userId, messageId
+ * Returns 1 when it adopted, 0 when the message is pending (settle's case).
+ */
+export const ADOPT = `
+if redis.call('HEXISTS', KEYS[3], ARGV[2]) == 1 then return 0 end
+local stock = tonumber(redis.call('GET', KEYS[1]) or '0')
+if stock > 0 then redis.call('DECR', KEYS[1]) end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return 1
+`;
+
+/**
  * restock — applies a stock change decided in the database (cancel, admin total change) to the
  * admission counter, keeping in-flight reservations counted.
  * KEYS: stock, pending
