@@ -135,11 +135,14 @@ export class PurchaseWorker {
         ...(r.errorCode ? { errorCode: r.errorCode, errorMessage: r.errorMessage } : {}),
         ...(isTerminal(r.status) ? { completedAt: now } : {}),
       };
-      const key = keys.result(message.messageId);
-      const tx = this.redis.multi().hset(key, toFields(record));
-      // A retried message may carry an error from an earlier try; a success clears it.
-      if (r.status === 'SUCCESS') tx.hdel(key, 'errorCode', 'errorMessage');
-      writes.push(tx.expire(key, resultTtlSeconds).exec());
+      writes.push(
+        this.redis.record(
+          keys.result(message.messageId),
+          resultTtlSeconds,
+          r.status,
+          ...Object.entries(toFields(record)).flat(),
+        ),
+      );
       this.transitions$.next(record);
       if (isTerminal(r.status)) {
         this.hooks.finished?.(record, Date.now() - Date.parse(message.queuedAt));

@@ -1,5 +1,5 @@
 import Redis, { type RedisOptions, type Result } from 'ioredis';
-import { ADMIT, ADOPT, RESTOCK, SETTLE } from './scripts';
+import { ADMIT, ADOPT, RECORD, RESTOCK, SETTLE } from './scripts';
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
@@ -7,6 +7,7 @@ declare module 'ioredis' {
     settle(...args: (string | number)[]): Result<number, Context>;
     restock(...args: (string | number)[]): Result<number, Context>;
     adopt(...args: (string | number)[]): Result<number, Context>;
+    record(...args: (string | number)[]): Result<number, Context>;
   }
 }
 
@@ -28,6 +29,7 @@ export function createRedis(url: string, namespace: string, extra: RedisOptions 
   redis.defineCommand('settle', { numberOfKeys: 3, lua: SETTLE });
   redis.defineCommand('restock', { numberOfKeys: 2, lua: RESTOCK });
   redis.defineCommand('adopt', { numberOfKeys: 3, lua: ADOPT });
+  redis.defineCommand('record', { numberOfKeys: 1, lua: RECORD });
   return redis;
 }
 

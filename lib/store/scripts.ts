@@ -94,3 +94,22 @@ if stock < 0 then stock = 0 end
 redis.call('SET', KEYS[1], stock)
 return stock
 `;
+
+/**
+ * record — writes a worker's status transition into the result hash, never stepping back: a stale
+ * delivery (a worker that woke up after another finished the message) cannot turn a terminal
+ * result into a non-terminal one, and nothing replaces a SUCCESS but a SUCCESS.
+ * KEYS: result
+ * ARGV: ttlSeconds, status, field1, value1, field2, value2, …
+ * Returns 1 when written, 0 when refused.
+ */
+export const RECORD = `
+local current = redis.call('HGET', KEYS[1], 'status')
+local status = ARGV[2]
+if current == 'SUCCESS' and status ~= 'SUCCESS' then return 0 end
+if current == 'FAILED' and status ~= 'SUCCESS' and status ~= 'FAILED' then return 0 end
+if status == 'SUCCESS' then redis.call('HDEL', KEYS[1], 'errorCode', 'errorMessage') end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
+`;

@@ -293,6 +293,38 @@ describe('Lua scripts', () => {
     });
   });
 
+  describe('RECORD', () => {
+    const key = keys.result('rec1');
+    const record = (status: string, fields: Record<string, string> = {}) =>
+      redis.record(key, 60, status, ...Object.entries({ status, ...fields }).flat());
+    const status = () => redis.hget(key, 'status');
+
+    it('writes a transition with the TTL', async () => {
+      expect(await record('PROCESSING', { attempts: '1' })).toBe(1);
+      expect(await redis.hgetall(key)).toEqual({ status: 'PROCESSING', attempts: '1' });
+      expect(await redis.ttl(key)).toBeGreaterThan(0);
+    });
+
+    it('never steps back from a terminal status', async () => {
+      await record('SUCCESS', { ticketCode: 'T1' });
+      expect(await record('PROCESSING')).toBe(0);
+      expect(await record('FAILED', { errorCode: '5000' })).toBe(0);
+      expect(await status()).toBe('SUCCESS');
+      expect(await redis.hget(key, 'errorCode')).toBeNull();
+      await redis.del(key);
+      await record('FAILED', { errorCode: '6002' });
+      expect(await record('RETRYING')).toBe(0);
+      expect(await status()).toBe('FAILED');
+    });
+
+    it('lets a success replace a failure and clears its error', async () => {
+      await record('FAILED', { errorCode: '5000', errorMessage: 'boom' });
+      expect(await record('SUCCESS', { ticketCode: 'T2' })).toBe(1);
+      expect(await redis.hgetall(key)).toMatchObject({ status: 'SUCCESS', ticketCode: 'T2' });
+      expect(await redis.hget(key, 'errorMessage')).toBeNull();
+    });
+  });
+
   it('keeps every key under its namespace prefix', async () => {
     await open(2);
     await admit({ userId: 1, messageId: 'm1', resultTtl: 60, userMax: 5 });
