@@ -35,7 +35,7 @@ export class PurchaseGateway {
   readonly hub = new ResultHub();
   private readonly terminal: LRUCache<string, ResultRecord>;
   /** Days this gateway knows are sold out, with the claims snapshot that keeps resubmits idempotent. */
-  private readonly soldOut = new Map<string, Map<string, string>>();
+  private readonly soldOut = new Map<string, { claims: Map<string, string>; loaded: boolean }>();
   private paused = false;
   private backlog = { ackFloor: 0, waiting: 0, drainPerSec: 2000, at: 0 };
 
@@ -56,8 +56,9 @@ export class PurchaseGateway {
     }
     if (this.paused) return this.refuse('paused', appError('PAUSED'));
     const known = this.soldOut.get(req.date);
-    if (known) {
-      const claim = known.get(String(req.userId));
+    // Until its claims snapshot is loaded the flag cannot tell buyers from the crowd: ask Redis.
+    if (known?.loaded) {
+      const claim = known.claims.get(String(req.userId));
       if (claim && !isV1Claim(claim)) return this.existing(claim);
       return this.refuse('sold_out', appError(claim ? 'ALREADY_PURCHASED' : 'SOLD_OUT'));
     }
@@ -172,7 +173,7 @@ export class PurchaseGateway {
       if (isTerminal(record.status)) {
         this.terminal.set(record.messageId, record);
         if (record.status === 'SUCCESS')
-          this.soldOut.get(record.date)?.set(String(record.userId), record.messageId);
+          this.soldOut.get(record.date)?.claims.set(String(record.userId), record.messageId);
       } else {
         // Running again (a resent dead letter): a cached terminal answer is stale now.
         this.terminal.delete(record.messageId);
@@ -183,14 +184,18 @@ export class PurchaseGateway {
 
   markSoldOut(date: string): void {
     if (this.soldOut.has(date)) return;
-    const claims = new Map<string, string>();
-    this.soldOut.set(date, claims);
+    const flag = { claims: new Map<string, string>(), loaded: false };
+    this.soldOut.set(date, flag);
     this.rt.redis
       .hgetall(keys.claims(date))
       .then((all) => {
-        for (const [userId, claim] of Object.entries(all)) if (!claims.has(userId)) claims.set(userId, claim);
+        for (const [userId, claim] of Object.entries(all))
+          if (!flag.claims.has(userId)) flag.claims.set(userId, claim);
+        flag.loaded = true;
       })
-      .catch(() => undefined);
+      .catch(() => {
+        if (this.soldOut.get(date) === flag) this.soldOut.delete(date); // the next sell-out tries again
+      });
   }
 
   stockChanged(date: string): void {

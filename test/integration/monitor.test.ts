@@ -246,7 +246,12 @@ describe('monitoring', () => {
       // Submit counts come in their own per-interval report, results in the workers' batches.
       const done = s.results.totalSuccess === N && s.submits.total.accepted === N;
       // The queue reading trails the last acks by up to one interval.
-      return done && s.queue?.backlog === 0 && s.nodes.length > 0 ? s : undefined;
+      // Node readings trail the services' start by up to two intervals.
+      const own = s.nodes.find((n) => n.nodeID === app.broker.nodeID);
+      const listed = ['api', 'monitor', 'purchase', 'purchase-worker'].every((x) =>
+        own?.services.includes(x),
+      );
+      return done && s.queue?.backlog === 0 && listed ? s : undefined;
     });
     expect(snap.submits.total.accepted).toBe(N);
     expect(snap.results.totalFailed).toBe(0);

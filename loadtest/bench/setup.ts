@@ -1,0 +1,246 @@
+import { randomBytes } from 'node:crypto';
+import { setPriority } from 'node:os';
+import type Redis from 'ioredis';
+import pg from 'pg';
+import { ALL_SERVICES, CONFIG_DEFAULTS, loadConfig, type Config } from '../../config';
+import { PurchaseQueue } from '../../lib/purchase/queue';
+import { issueVerifyHash } from '../../lib/sale/verify-hash';
+import { createRedis } from '../../lib/store/redis';
+import { cleanupNamespace, isolatedEnv } from '../../test/helpers/app';
+import { HttpClient } from './client';
+import { Monitor } from './monitor';
+import type { BenchOptions } from './options';
+import { Child, ECHO_ENTRY, entryArgs, freePort, SERVICE_ENTRY, waitHealthy } from './procs';
+import type { Progress } from './progress';
+
+/** Variables the bench sets itself: isolation, production mode, secrets, the days and users it needs. */
+const FORCED = new Set([
+  'NODE_ENV',
+  'NAMESPACE',
+  'DATABASE_URL',
+  'PORT',
+  'HOST',
+  'SERVICES',
+  'LOG_LEVEL',
+  'ADMIN_TOKEN',
+  'HASH_SECRET',
+  'SEED_USERS',
+  'SALE_DAYS',
+  'SALE_WINDOW',
+]);
+
+/** The service's default window of sale days (3): the bench needs all three (see scenarios.ts). */
+export const SALE_DAYS = Math.max(3, Number(CONFIG_DEFAULTS.SALE_DAYS));
+/** Users seeded in the bench database: the service's default (100000), or more for a large --scale. */
+export const seedUsersFor = (opts: BenchOptions) =>
+  Math.max(
+    opts.smoke ? 20_000 : Number(CONFIG_DEFAULTS.SEED_USERS),
+    opts.flashUsers * 2,
+    opts.drainMessages * 2,
+  );
+
+/**
+ * The environment of the bench's service: isolated like a test instance (own NAMESPACE, database,
+ * Redis prefix, streams) but in production mode with generated secrets. The service's own tuning
+ * variables (WORKER_*, DB_POOL_MAX, QUEUE_* …) pass through from the caller's environment, so a
+ * change can be measured with `WORKER_BATCH_SIZE=1000 npm run bench`; isolation variables cannot.
+ */
+export function benchEnv(
+  namespace: string,
+  opts: BenchOptions,
+  callerEnv: NodeJS.ProcessEnv = process.env,
+): { env: Record<string, string>; passedThrough: Record<string, string> } {
+  const dbName = `miaosha_${namespace}`;
+  const baseDb = callerEnv.DATABASE_URL || CONFIG_DEFAULTS.DATABASE_URL;
+  const dbUrl = new URL(baseDb);
+  dbUrl.pathname = `/${dbName}`;
+  const passedThrough: Record<string, string> = {};
+  for (const name of Object.keys(CONFIG_DEFAULTS)) {
+    const value = callerEnv[name];
+    if (value !== undefined && value !== '' && !FORCED.has(name)) passedThrough[name] = value;
+  }
+  const env = isolatedEnv(namespace, {
+    NODE_ENV: 'production',
+    LOG_LEVEL: 'warn',
+    HASH_SECRET: randomBytes(32).toString('hex'),
+    ADMIN_TOKEN: randomBytes(24).toString('hex'),
+    SEED_USERS: String(seedUsersFor(opts)),
+    SALE_DAYS: String(SALE_DAYS),
+    // Production defaults where the test environment differs (the caller's environment may override).
+    QUEUE_STORAGE: CONFIG_DEFAULTS.QUEUE_STORAGE,
+    RATE_LIMIT_USER_MAX: CONFIG_DEFAULTS.RATE_LIMIT_USER_MAX,
+    ...passedThrough,
+    SALE_WINDOW: '00:00-24:00',
+    DATABASE_URL: dbUrl.toString(),
+  });
+  return { env, passedThrough };
+}
+
+/** SERVICES of each kind of process for a layout. */
+export function layoutServices(workers: number): { gateway: string; worker: string } {
+  if (workers === 0) return { gateway: 'all', worker: '' };
+  return {
+    gateway: ALL_SERVICES.filter((s) => s !== 'purchase-worker').join(','),
+    worker: 'purchase-worker',
+  };
+}
+
+/** Everything a scenario needs: the running processes and the bench's own connections. */
+export class Bench {
+  readonly namespace = `bench${randomBytes(4).toString('hex')}`;
+  readonly env: Record<string, string>;
+  readonly passedThrough: Record<string, string>;
+  readonly config: Config;
+  readonly http = new HttpClient(512);
+  readonly monitor = new Monitor();
+  readonly gateways: Child[] = [];
+  readonly workers: Child[] = [];
+  echo?: Child;
+  db?: pg.Client;
+  redis?: Redis;
+  queue?: PurchaseQueue;
+  /** The sale days, in date order. */
+  dates: string[] = [];
+  private cleaned?: Promise<void>;
+  private started = false;
+
+  constructor(
+    readonly opts: BenchOptions,
+    readonly progress: Progress,
+  ) {
+    const { env, passedThrough } = benchEnv(this.namespace, opts);
+    this.env = env;
+    this.passedThrough = passedThrough;
+    this.config = loadConfig(env);
+  }
+
+  get admin(): Record<string, string> {
+    return { authorization: `Bearer ${this.env.ADMIN_TOKEN}` };
+  }
+
+  get urls(): string[] {
+    return this.gateways.map((g) => g.url);
+  }
+
+  get children(): Child[] {
+    return [...this.gateways, ...this.workers, ...(this.echo ? [this.echo] : [])];
+  }
+
+  hash(userId: number, date: string): string {
+    return issueVerifyHash(this.config.hashSecret, userId, date, this.config.hashTtlSeconds).verifyHash;
+  }
+
+  private async spawn(name: string, role: 'gateway' | 'worker', services: string): Promise<Child> {
+    const port = role === 'gateway' ? await freePort() : null;
+    const env: Record<string, string> = { ...this.env, SERVICES: services, PORT: String(port ?? 0) };
+    if (this.opts.nodeOptions) env.NODE_OPTIONS = this.opts.nodeOptions;
+    const child = new Child(name, role, port, entryArgs(SERVICE_ENTRY, this.opts.fromSource), env);
+    if (child.pid) this.monitor.watch({ label: name, pid: child.pid, service: true });
+    if (child.pid && role === 'worker' && this.opts.workerNice > 0)
+      setPriority(child.pid, this.opts.workerNice);
+    (role === 'gateway' ? this.gateways : this.workers).push(child);
+    return child;
+  }
+
+  /** Starts the echo server (the baseline); call stopEcho when its measurements are done. */
+  async startEcho(): Promise<Child> {
+    const port = await freePort();
+    const child = new Child('echo', 'echo', port, entryArgs(ECHO_ENTRY, this.opts.fromSource), {
+      ...this.env,
+      PORT: String(port),
+    });
+    this.echo = child;
+    if (child.pid) this.monitor.watch({ label: 'echo', pid: child.pid, service: false });
+    await waitHealthy(child, '/health', 60_000);
+    return child;
+  }
+
+  async stopEcho(): Promise<void> {
+    await this.echo?.stop();
+  }
+
+  /** Starts the service processes: the first gateway alone (it migrates and seeds), then the rest. */
+  async startService(): Promise<void> {
+    this.started = true;
+    this.monitor.start();
+    const { gateways, workers } = this.opts;
+    const services = layoutServices(workers);
+    const label = workers === 0 ? 'service' : 'gateway';
+    const first = await this.spawn(`${label}-1`, 'gateway', services.gateway);
+    await this.waitReady(first);
+    const rest: Child[] = [];
+    for (let i = 2; i <= gateways; i++)
+      rest.push(await this.spawn(`${label}-${i}`, 'gateway', services.gateway));
+    for (let i = 1; i <= workers; i++) rest.push(await this.spawn(`worker-${i}`, 'worker', services.worker));
+    await Promise.all(rest.filter((c) => c.role === 'gateway').map((c) => this.waitReady(c)));
+
+    this.db = new pg.Client({ connectionString: this.config.databaseUrl, application_name: 'miaosha-bench' });
+    await this.db.connect();
+    this.redis = createRedis(this.config.redisUrl, this.config.namespace);
+    this.redis.on('error', () => undefined);
+    this.queue = await PurchaseQueue.open(this.config, `${this.namespace}-bench`);
+    await this.waitWorkers(workers === 0 ? gateways : workers);
+
+    const list = await this.http.call<{ date: string }[]>(first.url, 'GET', '/api/tickets/list');
+    this.dates = list.body.data.map((d) => d.date).sort();
+    if (this.dates.length < SALE_DAYS)
+      throw new Error(`expected ${SALE_DAYS} sale days, got ${this.dates.length}`);
+  }
+
+  /** A gateway is ready when its tickets and purchase services answer. */
+  private async waitReady(child: Child): Promise<void> {
+    await waitHealthy(child, '/api/tickets/list');
+    const deadline = Date.now() + 60_000;
+    while (Date.now() < deadline) {
+      if (!child.running) throw new Error(child.describeExit());
+      const probe = await this.http
+        .call(child.url, 'POST', '/api/tickets/v2/purchase/results', {
+          messageIds: ['00000000-0000-4000-8000-000000000000'],
+        })
+        .catch(() => null);
+      if (probe?.status === 200) return;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    throw new Error(`${child.name}: the purchase service did not come up`);
+  }
+
+  /** Worker processes have no HTTP port: they are ready once their pull requests wait on the consumer. */
+  private async waitWorkers(expected: number): Promise<void> {
+    const deadline = Date.now() + 60_000;
+    while (Date.now() < deadline) {
+      for (const w of this.workers) if (!w.running) throw new Error(w.describeExit());
+      const info = await this.queue!.consumerInfo();
+      if (info.num_waiting >= expected) return;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    this.progress.line(`warning: fewer than ${expected} workers seem to pull from the queue; going on`);
+  }
+
+  /** Fails fast when a service process died. */
+  assertAlive(): void {
+    for (const c of [...this.gateways, ...this.workers]) if (!c.running) throw new Error(c.describeExit());
+  }
+
+  /** Stops every child and removes the database, Redis keys and streams. Safe to call twice. */
+  cleanup(): Promise<void> {
+    this.cleaned ??= (async () => {
+      this.monitor.stop();
+      this.http.close();
+      await Promise.all(this.children.map((c) => c.stop()));
+      await this.db?.end().catch(() => undefined);
+      this.redis?.disconnect();
+      await this.queue?.close().catch(() => undefined);
+      if (this.started) {
+        await cleanupNamespace(this.config).catch((err: Error) =>
+          this.progress.line(`warning: cleanup of ${this.namespace} failed: ${err.message}`),
+        );
+      }
+    })();
+    return this.cleaned;
+  }
+
+  /** Last resort when the process exits without cleanup (nothing async can run there). */
+  killChildren(): void {
+    for (const c of this.children) c.killNow();
+  }
+}
