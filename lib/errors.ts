@@ -42,7 +42,14 @@ export function messageOf(code: number): string {
 export class AppError extends Errors.MoleculerClientError {
   constructor(name: ErrorName, message?: string, details?: unknown) {
     const def = ERRORS[name];
-    super(message ?? def.message, def.http, `E${def.code}`, { appCode: def.code, details });
+    // A refusal is an answer, not a fault: no stack trace to capture (a crowd gets thousands a second).
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    try {
+      super(message ?? def.message, def.http, `E${def.code}`, { appCode: def.code, details });
+    } finally {
+      Error.stackTraceLimit = limit;
+    }
   }
 }
 

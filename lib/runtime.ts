@@ -20,12 +20,12 @@ export class Runtime {
   /** Set by the purchase service on gateway nodes (long-poll and SSE need it). */
   gateway?: PurchaseGateway;
 
-  constructor(readonly config: Config) {}
-
-  get calendar(): SaleCalendar {
-    const { timeZone, days, windowStart, windowEnd } = this.config.sale;
-    return { timeZone, days, windowStart, windowEnd };
+  constructor(readonly config: Config) {
+    const { timeZone, days, windowStart, windowEnd } = config.sale;
+    this.calendar = { timeZone, days, windowStart, windowEnd };
   }
+
+  readonly calendar: SaleCalendar;
 
   get db(): Sequelize {
     this.sequelize ??= createSequelize({ url: this.config.databaseUrl, poolMax: this.config.db.poolMax });

@@ -16,6 +16,24 @@ export type Admission =
   | { outcome: 'EXISTS'; claim: string }
   | { outcome: 'SOLD_OUT' | 'PAUSED' | 'RATE_LIMITED' | 'NOT_READY' };
 
+/** The sale calendar: the date is on sale and the sale is open now. Throws the SPEC error. */
+export function checkSaleWindow(cal: SaleCalendar, date: string, now = new Date()): void {
+  const time = checkSaleTime(cal, date, now);
+  if (!time.allowed) {
+    throw appError(time.reason === 'outside-hours' ? 'OUTSIDE_HOURS' : 'NO_SUCH_DAY', time.message);
+  }
+}
+
+/** The verify hash: issued by this service for this user and day, not expired. Throws 6003. */
+export function checkHash(config: Config, req: PurchaseRequest, now = new Date()): void {
+  if (
+    !req.verifyHash ||
+    !checkVerifyHash(config.hashSecret, req.userId, req.date, req.verifyHash, now.getTime())
+  ) {
+    throw appError('BAD_HASH');
+  }
+}
+
 /** Checks that need no I/O: the sale calendar and the verify hash. Throws the SPEC error. */
 export function checkRequest(
   config: Config,
@@ -23,16 +41,8 @@ export function checkRequest(
   req: PurchaseRequest,
   now = new Date(),
 ): void {
-  const time = checkSaleTime(cal, req.date, now);
-  if (!time.allowed) {
-    throw appError(time.reason === 'outside-hours' ? 'OUTSIDE_HOURS' : 'NO_SUCH_DAY', time.message);
-  }
-  if (
-    !req.verifyHash ||
-    !checkVerifyHash(config.hashSecret, req.userId, req.date, req.verifyHash, now.getTime())
-  ) {
-    throw appError('BAD_HASH');
-  }
+  checkSaleWindow(cal, req.date, now);
+  checkHash(config, req, now);
 }
 
 /**

@@ -6,7 +6,15 @@ import { isTerminal, type PurchaseStatus } from '../../machines/purchase.machine
 import { appError } from '../errors';
 import { keys } from '../store/keys';
 import { validOrderOf, orderByMessageId } from '../tickets/orders';
-import { checkRequest, isV1Claim, refusal, reserve, settle, type PurchaseRequest } from './admission';
+import {
+  checkHash,
+  checkSaleWindow,
+  isV1Claim,
+  refusal,
+  reserve,
+  settle,
+  type PurchaseRequest,
+} from './admission';
 import type { PurchaseQueue } from './queue';
 import { ResultHub } from './result-hub';
 import { fromOrder, readResult, type ResultRecord } from './results';
@@ -49,21 +57,30 @@ export class PurchaseGateway {
 
   async submit(req: PurchaseRequest): Promise<SubmitAnswer> {
     const { config, redis } = this.rt;
+    const now = new Date();
     try {
-      checkRequest(config, this.rt.calendar, req);
+      checkSaleWindow(this.rt.calendar, req.date, now);
     } catch (err) {
       return this.refuse('rejected', err as Error);
     }
     if (this.paused) return this.refuse('paused', appError('PAUSED'));
     const known = this.soldOut.get(req.date);
     // Until its claims snapshot is loaded the flag cannot tell buyers from the crowd: ask Redis.
-    if (known?.loaded) {
-      const claim = known.claims.get(String(req.userId));
-      if (claim && !isV1Claim(claim)) return this.existing(claim);
-      return this.refuse('sold_out', appError(claim ? 'ALREADY_PURCHASED' : 'SOLD_OUT'));
+    const claim = known?.loaded ? known.claims.get(String(req.userId)) : undefined;
+    // The crowd after a sell-out is answered here, before the hash is even checked: a user with no
+    // claim learns only what the ticket list already says.
+    if (known?.loaded && !claim) return this.refuse('sold_out', appError('SOLD_OUT'));
+    try {
+      checkHash(config, req, now);
+    } catch (err) {
+      return this.refuse('rejected', err as Error);
+    }
+    if (claim) {
+      if (!isV1Claim(claim)) return this.existing(claim);
+      return this.refuse('sold_out', appError('ALREADY_PURCHASED'));
     }
     const messageId = randomUUID();
-    const queuedAt = new Date();
+    const queuedAt = now;
     let admission;
     try {
       admission = await reserve(redis, config, req, messageId, config.resultTtlSeconds, queuedAt);

@@ -18,6 +18,14 @@ import { decode, type PurchaseMessage, type PurchaseQueue } from './queue';
 import { toFields, type ResultRecord } from './results';
 import { keys } from '../store/keys';
 
+/** One delivery of a message, while its actor runs. */
+interface Delivery {
+  msg: JsMsg;
+  message: PurchaseMessage;
+  /** Result writes and acknowledgements in flight, in order. */
+  writes: Promise<unknown>[];
+}
+
 export interface WorkerHooks {
   /** Batches of result transitions, to publish so waiting clients wake up. */
   publish(records: ResultRecord[]): void;
@@ -39,6 +47,8 @@ export interface WorkerHooks {
 export class PurchaseWorker {
   private readonly writer: OrderWriter;
   private readonly transitions$ = new Subject<ResultRecord>();
+  private readonly deliveries = new Map<string, Delivery>();
+  private readonly machine: ReturnType<PurchaseWorker['provideEffects']>;
   private subscriptions: Subscription[] = [];
   private stopping = false;
   private messages?: { stop(): void; close(): Promise<void | Error> };
@@ -59,6 +69,7 @@ export class PurchaseWorker {
       onBatch: hooks.onBatch,
       onStockReturned: hooks.stockReturned,
     });
+    this.machine = this.provideEffects();
   }
 
   async start(): Promise<void> {
@@ -114,48 +125,54 @@ export class PurchaseWorker {
   }
 
   private async run(msg: JsMsg, message: PurchaseMessage): Promise<void> {
-    const { worker, queue, resultTtlSeconds } = this.config;
-    const base = {
-      messageId: message.messageId,
-      userId: message.userId,
-      date: message.date,
-      queuedAt: message.queuedAt,
+    const { worker, queue } = this.config;
+    const actor = createActor(this.machine, {
+      input: {
+        messageId: message.messageId,
+        userId: message.userId,
+        date: message.date,
+        deliveryCount: msg.info.deliveryCount,
+        maxDeliver: queue.maxDeliver,
+        retryAttempts: worker.retryAttempts,
+        retryBaseMs: worker.retryBaseMs,
+        delayMs: queue.delayMs,
+      },
+    });
+    const delivery: Delivery = { msg, message, writes: [] };
+    this.deliveries.set(actor.sessionId, delivery);
+    try {
+      const done = toPromise(actor);
+      actor.start();
+      actor.send({ type: 'START' });
+      await done;
+      await Promise.all(delivery.writes);
+    } finally {
+      this.deliveries.delete(actor.sessionId);
+    }
+  }
+
+  /** The machine with this worker's effects, built once; each actor finds its delivery by session. */
+  private provideEffects() {
+    const of = (self: { sessionId: string }): Delivery => {
+      const delivery = this.deliveries.get(self.sessionId);
+      if (!delivery) throw new Error(`No delivery for actor ${self.sessionId}`);
+      return delivery;
     };
-    const seq = msg.seq;
-    const writes: Promise<unknown>[] = [];
-    const report = (r: StatusReport) => {
-      const now = new Date().toISOString();
-      const record: ResultRecord = {
-        ...base,
-        status: r.status,
-        attempts: r.attempts,
-        updatedAt: now,
-        seq,
-        ...(r.orderNo ? { orderNo: r.orderNo, ticketCode: r.ticketCode } : {}),
-        ...(r.errorCode ? { errorCode: r.errorCode, errorMessage: r.errorMessage } : {}),
-        ...(isTerminal(r.status) ? { completedAt: now } : {}),
-      };
-      writes.push(
-        this.redis.record(
-          keys.result(message.messageId),
-          resultTtlSeconds,
-          r.status,
-          ...Object.entries(toFields(record)).flat(),
-        ),
-      );
-      this.transitions$.next(record);
-      if (isTerminal(r.status)) {
-        this.hooks.finished?.(record, Date.now() - Date.parse(message.queuedAt));
-        if (r.errorCode === 5000) this.hooks.deadLettered?.(record);
-      }
-    };
-    const machine = purchaseMachine.provide({
+    // Acks and naks wait for the result writes before them, so a client never sees an older status.
+    const after = (d: Delivery, step: () => unknown) => d.writes.push(Promise.all(d.writes).then(step));
+    return purchaseMachine.provide({
       actions: {
-        report: (_, params: StatusReport) => report(params),
-        ack: () => writes.push(Promise.all(writes).then(() => msg.ack())),
-        nak: (_, { delayMs }: { delayMs: number }) =>
-          writes.push(Promise.all(writes).then(() => msg.nak(delayMs))),
-        deadLetter: (_, { errorMessage }: { errorMessage: string }) => {
+        report: ({ self }, params: StatusReport) => this.report(of(self), params),
+        ack: ({ self }) => {
+          const d = of(self);
+          after(d, () => d.msg.ack());
+        },
+        nak: ({ self }, { delayMs }: { delayMs: number }) => {
+          const d = of(self);
+          after(d, () => d.msg.nak(delayMs));
+        },
+        deadLetter: ({ self }, { errorMessage }: { errorMessage: string }) => {
+          const { msg, message, writes } = of(self);
           writes.push(
             this.queue
               .deadLetter(message, errorMessage, msg.info.deliveryCount, msg.seq)
@@ -172,23 +189,35 @@ export class PurchaseWorker {
         isTransient: (_, { error }: { error: unknown }) => isTransientError(error),
       },
     });
-    const actor = createActor(machine, {
-      input: {
-        messageId: message.messageId,
-        userId: message.userId,
-        date: message.date,
-        deliveryCount: msg.info.deliveryCount,
-        maxDeliver: queue.maxDeliver,
-        retryAttempts: worker.retryAttempts,
-        retryBaseMs: worker.retryBaseMs,
-        delayMs: queue.delayMs,
-      },
-    });
-    const done = toPromise(actor);
-    actor.start();
-    actor.send({ type: 'START' });
-    await done;
-    await Promise.all(writes);
+  }
+
+  /** Writes a transition to the result hash (never stepping back) and queues it for publishing. */
+  private report({ msg, message, writes }: Delivery, r: StatusReport): void {
+    const now = new Date().toISOString();
+    const record: ResultRecord = {
+      messageId: message.messageId,
+      userId: message.userId,
+      date: message.date,
+      queuedAt: message.queuedAt,
+      status: r.status,
+      attempts: r.attempts,
+      updatedAt: now,
+      seq: msg.seq,
+      ...(r.orderNo ? { orderNo: r.orderNo, ticketCode: r.ticketCode } : {}),
+      ...(r.errorCode ? { errorCode: r.errorCode, errorMessage: r.errorMessage } : {}),
+      ...(isTerminal(r.status) ? { completedAt: now } : {}),
+    };
+    const fields = toFields(record);
+    const args: string[] = [];
+    for (const field in fields) args.push(field, fields[field]);
+    writes.push(
+      this.redis.record(keys.result(message.messageId), this.config.resultTtlSeconds, r.status, ...args),
+    );
+    this.transitions$.next(record);
+    if (isTerminal(r.status)) {
+      this.hooks.finished?.(record, Date.now() - Date.parse(message.queuedAt));
+      if (r.errorCode === 5000) this.hooks.deadLettered?.(record);
+    }
   }
 
   /** A payload nobody can read is kept for a human in the dead-letter stream, then dropped. */

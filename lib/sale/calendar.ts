@@ -74,10 +74,19 @@ export interface SaleCalendar {
   windowEnd: number;
 }
 
+const lastDates = new Map<string, readonly string[]>();
+
 /** The dates on sale: today and the following `days - 1` days, local to the sale's time zone. */
-export function saleDates(cal: SaleCalendar, now = new Date()): string[] {
+export function saleDates(cal: SaleCalendar, now = new Date()): readonly string[] {
   const today = localClock(now, cal.timeZone).date;
-  return Array.from({ length: cal.days }, (_, i) => addDays(today, i));
+  const key = `${cal.timeZone}|${cal.days}|${today}`;
+  let dates = lastDates.get(key);
+  if (!dates) {
+    dates = Object.freeze(Array.from({ length: cal.days }, (_, i) => addDays(today, i)));
+    lastDates.clear(); // one entry per configuration and day is all a process needs
+    lastDates.set(key, dates);
+  }
+  return dates;
 }
 
 export type TimeCheck =

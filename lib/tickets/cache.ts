@@ -25,7 +25,7 @@ export interface RepairReport {
  * reservations still in flight), each valid order's claim, and the results of successful orders.
  * Used at start (warm-up), after Redis lost its data, and by the admin reconcile call.
  */
-export async function reconcileCache(rt: Runtime, dates: string[]): Promise<RepairReport> {
+export async function reconcileCache(rt: Runtime, dates: readonly string[]): Promise<RepairReport> {
   const { db, redis } = rt;
   const wasReady = (await redis.exists(keys.ready)) === 1;
   const days = await findDays(db, dates);

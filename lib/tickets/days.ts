@@ -26,7 +26,7 @@ export const toView = (row: DayRow): DayView => ({
 
 const COLUMNS = 'date, name, total, remaining, sold, version, status';
 
-export async function findDays(db: Sequelize, dates: string[]): Promise<DayRow[]> {
+export async function findDays(db: Sequelize, dates: readonly string[]): Promise<DayRow[]> {
   return db.query<DayRow>(`SELECT ${COLUMNS} FROM ticket_days WHERE date = ANY($1::date[]) ORDER BY date`, {
     bind: [dates],
     type: QueryTypes.SELECT,
@@ -52,7 +52,7 @@ export async function rollDays(
   cal: SaleCalendar,
   defaultTotals: number[],
   now = new Date(),
-): Promise<{ created: string[]; stopped: string[]; dates: string[] }> {
+): Promise<{ created: string[]; stopped: string[]; dates: readonly string[] }> {
   const dates = saleDates(cal, now);
   const totals = dates.map((_, i) => defaultTotals[Math.min(i, defaultTotals.length - 1)]);
   const created = await db.query<{ date: string }>(

@@ -33,7 +33,7 @@ export interface TestApp {
   namespace: string;
   env: Record<string, string>;
   /** The sale days, today first. */
-  dates: string[];
+  dates: readonly string[];
   hash(userId: number, date: string): string;
   get<T = unknown>(path: string, headers?: Record<string, string>): Promise<HttpAnswer<T>>;
   post<T = unknown>(path: string, body?: unknown, headers?: Record<string, string>): Promise<HttpAnswer<T>>;

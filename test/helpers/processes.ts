@@ -323,7 +323,7 @@ export class Deployment {
   readonly gateways: Gateway[] = [];
   readonly workers: ServiceProcess[] = [];
   readonly config: Config;
-  readonly dates: string[];
+  readonly dates: readonly string[];
   readonly admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
   private db?: pg.Client;
   private nc?: NatsConnection;
