@@ -35,11 +35,45 @@ export function messageOf(code: number): string {
 }
 
 /**
+ * A refusal answered as a value rather than thrown: the crowd's hottest answers (sold out, paused,
+ * rate limited) then cost no exception, no error middleware and no error metrics. The gateway turns
+ * it into the envelope with its HTTP status.
+ */
+export interface Refusal {
+  readonly $refusal: true;
+  readonly code: number;
+  readonly http: number;
+  readonly message: string;
+}
+
+const REFUSALS = Object.fromEntries(
+  Object.entries(ERRORS).map(([name, e]) => [
+    name,
+    Object.freeze({ $refusal: true as const, code: e.code, http: e.http, message: e.message }),
+  ]),
+) as Record<ErrorName, Refusal>;
+
+export const refusalOf = (name: ErrorName): Refusal => REFUSALS[name];
+
+/** The refusal an AppError stands for (its own message kept). */
+export const refusalFrom = (err: AppError): Refusal => ({
+  $refusal: true,
+  code: err.data.appCode,
+  http: err.code,
+  message: err.message,
+});
+
+export const isRefusal = (value: unknown): value is Refusal =>
+  typeof value === 'object' && value !== null && (value as { $refusal?: unknown }).$refusal === true;
+
+/**
  * A business error with its SPEC code. It travels between nodes as a MoleculerClientError
  * (`code` = HTTP status, `type` = "E<spec code>", `data.appCode` = spec code) so the gateway
  * can rebuild the envelope whichever node threw it.
  */
 export class AppError extends Errors.MoleculerClientError {
+  declare data: { appCode: number; details?: unknown };
+
   constructor(name: ErrorName, message?: string, details?: unknown) {
     const def = ERRORS[name];
     // A refusal is an answer, not a fault: no stack trace to capture (a crowd gets thousands a second).

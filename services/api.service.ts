@@ -6,7 +6,7 @@ import path from 'node:path';
 import type { Context, Service, ServiceSchema } from 'moleculer';
 import ApiGateway, { type ApiSettingsSchema } from 'moleculer-web';
 import type { Config } from '../config';
-import { appCodeOf, appError, ERRORS, httpStatusOf, messageOf } from '../lib/errors';
+import { appCodeOf, appError, ERRORS, httpStatusOf, isRefusal, messageOf } from '../lib/errors';
 import { checkHealth } from '../lib/health';
 import { prometheusText } from '../lib/metrics-reporter';
 import { publicDir } from '../lib/paths';
@@ -118,11 +118,17 @@ function refuseProtoKey(key: string, value: unknown): unknown {
   return value;
 }
 
-const envelope = (_ctx: Context, _route: unknown, _req: Req, _res: ServerResponse, data: unknown) => ({
-  code: 200,
-  message: 'success',
-  data,
-});
+/** Success, or a refusal the action answered as a value (its HTTP status is already in ctx.meta). */
+const envelope = (
+  _ctx: Context,
+  _route: unknown,
+  _req: Req,
+  _res: ServerResponse,
+  data: unknown,
+): Envelope =>
+  isRefusal(data)
+    ? { code: data.code, message: data.message, data: null }
+    : { code: 200, message: 'success', data };
 
 /** The REST gateway (moleculer-web): routes of SPEC §3, the envelope, health, metrics and pages. */
 export function createApiService(config: Config): ServiceSchema<ApiSettingsSchema> {

@@ -2,7 +2,7 @@ import type { Context, ServiceSchema, ServiceSettingSchema } from 'moleculer';
 import type { PurchaseRequest } from '../lib/purchase/admission';
 import { PurchaseGateway, type Outcome } from '../lib/purchase/gateway';
 import type { ResultRecord } from '../lib/purchase/results';
-import { appCodeOf } from '../lib/errors';
+import { appCodeOf, isRefusal } from '../lib/errors';
 import { METRICS, registerMetrics } from '../lib/metrics';
 import { SubmitCounter } from '../lib/monitor/submit-counter';
 import { runtimeOf, type Runtime } from '../lib/runtime';
@@ -27,12 +27,16 @@ const purchaseService: ServiceSchema<ServiceSettingSchema, Record<string, never>
   actions: {
     submit: {
       params: purchaseParams,
-      handler(ctx: Context<PurchaseRequest>) {
-        return this.gateway.submit(ctx.params).catch((err: unknown) => {
+      async handler(ctx: Context<PurchaseRequest, { $statusCode?: number }>) {
+        try {
+          const answer = await this.gateway.submit(ctx.params);
+          if (isRefusal(answer)) ctx.meta.$statusCode = answer.http;
+          return answer;
+        } catch (err) {
           // Unexpected failures (answered 5000) count too: the monitor's error-rate alert needs them.
           if (appCodeOf(err) === undefined) this.countSubmit('error');
           throw err;
-        });
+        }
       },
     },
 

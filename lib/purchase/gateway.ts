@@ -3,7 +3,7 @@ import { LRUCache } from 'lru-cache';
 import { filter, map, merge, take, timer } from 'rxjs';
 import type { Runtime } from '../runtime';
 import { isTerminal, type PurchaseStatus } from '../../machines/purchase.machine';
-import { appError } from '../errors';
+import { appError, refusalFrom, refusalOf, type AppError, type ErrorName, type Refusal } from '../errors';
 import { keys } from '../store/keys';
 import { validOrderOf, orderByMessageId } from '../tickets/orders';
 import {
@@ -55,29 +55,29 @@ export class PurchaseGateway {
     this.terminal = new LRUCache({ max: Math.max(1, rt.config.cache.resultLruSize) });
   }
 
-  async submit(req: PurchaseRequest): Promise<SubmitAnswer> {
+  async submit(req: PurchaseRequest): Promise<SubmitAnswer | Refusal> {
     const { config, redis } = this.rt;
     const now = new Date();
     try {
       checkSaleWindow(this.rt.calendar, req.date, now);
     } catch (err) {
-      return this.refuse('rejected', err as Error);
+      return this.refuse('rejected', err as AppError);
     }
-    if (this.paused) return this.refuse('paused', appError('PAUSED'));
+    if (this.paused) return this.refuse('paused', 'PAUSED');
     const known = this.soldOut.get(req.date);
     // Until its claims snapshot is loaded the flag cannot tell buyers from the crowd: ask Redis.
     const claim = known?.loaded ? known.claims.get(String(req.userId)) : undefined;
     // The crowd after a sell-out is answered here, before the hash is even checked: a user with no
     // claim learns only what the ticket list already says.
-    if (known?.loaded && !claim) return this.refuse('sold_out', appError('SOLD_OUT'));
+    if (known?.loaded && !claim) return this.refuse('sold_out', 'SOLD_OUT');
     try {
       checkHash(config, req, now);
     } catch (err) {
-      return this.refuse('rejected', err as Error);
+      return this.refuse('rejected', err as AppError);
     }
     if (claim) {
       if (!isV1Claim(claim)) return this.existing(claim);
-      return this.refuse('sold_out', appError('ALREADY_PURCHASED'));
+      return this.refuse('sold_out', 'ALREADY_PURCHASED');
     }
     const messageId = randomUUID();
     const queuedAt = now;
@@ -85,25 +85,25 @@ export class PurchaseGateway {
     try {
       admission = await reserve(redis, config, req, messageId, config.resultTtlSeconds, queuedAt);
     } catch {
-      return this.refuse('unavailable', appError('UNAVAILABLE'));
+      return this.refuse('unavailable', 'UNAVAILABLE');
     }
     switch (admission.outcome) {
       case 'OK':
         break;
       case 'EXISTS':
-        if (isV1Claim(admission.claim)) return this.refuse('rejected', appError('ALREADY_PURCHASED'));
+        if (isV1Claim(admission.claim)) return this.refuse('rejected', 'ALREADY_PURCHASED');
         return this.existing(admission.claim);
       case 'SOLD_OUT':
         this.markSoldOut(req.date);
         this.events.soldOut(req.date);
-        return this.refuse('sold_out', refusal(admission));
+        return this.refuse('sold_out', 'SOLD_OUT');
       case 'PAUSED':
         this.paused = true;
-        return this.refuse('paused', refusal(admission));
+        return this.refuse('paused', 'PAUSED');
       case 'RATE_LIMITED':
-        return this.refuse('rate_limited', refusal(admission));
+        return this.refuse('rate_limited', 'RATE_LIMITED');
       default:
-        return this.refuse('unavailable', refusal(admission));
+        return this.refuse('unavailable', refusal(admission) as AppError); // the cache is being rebuilt
     }
     let seq: number;
     try {
@@ -296,9 +296,9 @@ export class PurchaseGateway {
     };
   }
 
-  private refuse(outcome: Outcome, err: Error): never {
+  private refuse(outcome: Outcome, why: ErrorName | AppError): Refusal {
     this.events.submitted(outcome);
-    throw err;
+    return typeof why === 'string' ? refusalOf(why) : refusalFrom(why);
   }
 }
 
