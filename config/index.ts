@@ -142,7 +142,7 @@ const schema = {
   POLL_MIN_MS: ['500', int(10)],
   POLL_MAX_MS: ['5000', int(10)],
   LONG_POLL_MAX_MS: ['30000', int(0, 30000)],
-  RESULT_LRU_SIZE: ['100000', int(0)],
+  RESULT_LRU_SIZE: ['20000', int(0)],
   HTTP_BODY_LIMIT: ['16kb', { type: 'string', pattern: /^\d+(b|kb|mb)$/ }],
   DB_POOL_MAX: ['10', int(1, 1000)],
   DB_LOCK_TIMEOUT_MS: ['2000', int(1)],

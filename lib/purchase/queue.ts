@@ -71,6 +71,8 @@ export class PurchaseQueue {
       maxReconnectAttempts: -1,
       reconnectTimeWait: 250,
       timeout: 5000,
+      // No Error object (and stack capture) per publish: the crowd publishes thousands a second.
+      noAsyncTraces: true,
     });
     const jsm = await nc.jetstreamManager({ timeout: 5000 });
     const queue = new PurchaseQueue(nc, nc.jetstream({ timeout: 5000 }), jsm, config);
