@@ -22,6 +22,9 @@ export function brokerOptions(config: Config, nodeID?: string): BrokerOptions {
     errorHandler: undefined,
     metrics: {
       enabled: true,
+      // No quantile reservoirs: Moleculer keeps every sample of the last minute for them, hundreds of
+      // MB under a crowd. Histogram buckets stay (Prometheus derives quantiles from them).
+      defaultQuantiles: null as unknown as number[],
       // An instance is accepted at run time; the typings only list the built-in names.
       reporter: [
         new GatewayPrometheusReporter({
