@@ -113,17 +113,27 @@ export async function settle(
   claim: ClaimMode,
   claimValue = '',
 ): Promise<boolean> {
-  const done = await redis.settle(
-    keys.stock(req.date),
-    keys.claims(req.date),
-    keys.pending(req.date),
-    req.userId,
-    messageId,
-    giveBack ? 1 : 0,
-    claim,
-    claimValue,
-  );
-  return done === 1;
+  const [done] = await settleMany(redis, req.date, [
+    { userId: req.userId, messageId, giveBack, claim, claimValue },
+  ]);
+  return done;
+}
+
+export interface Settlement {
+  userId: number;
+  messageId: string;
+  giveBack: boolean;
+  claim: ClaimMode;
+  claimValue?: string;
+}
+
+/** Ends several reservations of one sale day in one Redis call; true for each that was pending. */
+export async function settleMany(redis: Redis, date: string, items: Settlement[]): Promise<boolean[]> {
+  if (items.length === 0) return [];
+  const args: (string | number)[] = [];
+  for (const i of items) args.push(i.userId, i.messageId, i.giveBack ? 1 : 0, i.claim, i.claimValue ?? '');
+  const done = await redis.settle(keys.stock(date), keys.claims(date), keys.pending(date), ...args);
+  return done.map((d) => d === 1);
 }
 
 /** Counts a just-inserted order whose reservation the cache lost (see ADOPT in store/scripts.ts). */

@@ -3,7 +3,7 @@ import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
 import type Redis from 'ioredis';
 import type { OrderOutcome } from '../../machines/purchase.machine';
 import { ERRORS, isTransientError } from '../errors';
-import { adoptOrder, settle } from './admission';
+import { adoptOrder, settleMany, type Settlement } from './admission';
 
 export interface OrderRequest {
   messageId: string;
@@ -213,22 +213,29 @@ export class OrderWriter {
 
   /** Brings each admission reservation to its end now that the database has decided. */
   private async settleReservations(group: Pending[], outcomes: OrderOutcome[]): Promise<void> {
-    await Promise.all(
-      group.map((p, i) => {
-        const outcome = outcomes[i];
-        if (outcome.kind === 'success') {
-          // A new order whose reservation the cache no longer holds (Redis lost it, or a gateway
-          // undid it after a publish that looked failed) is counted now, or the cache would keep
-          // offering its ticket and forget the user's claim.
-          return settle(this.redis, p, p.messageId, false, 'keep').then((settled) =>
-            settled || !p.inserted ? undefined : adoptOrder(this.redis, p, p.messageId),
-          );
-        }
-        // Sold out in the database: the Redis reservation was a phantom, so nothing goes back.
-        const giveBack = outcome.errorCode !== ERRORS.SOLD_OUT.code;
-        if (giveBack) this.opts.onStockReturned?.(p.date);
-        return settle(this.redis, p, p.messageId, giveBack, 'drop');
-      }),
-    ).catch(() => undefined); // Redis only admits: a missed settle is repaired by reconcile.
+    const items: Settlement[] = group.map((p, i) => {
+      const outcome = outcomes[i];
+      if (outcome.kind === 'success') return { ...p, giveBack: false, claim: 'keep' };
+      // Sold out in the database: the Redis reservation was a phantom, so nothing goes back.
+      const giveBack = outcome.errorCode !== ERRORS.SOLD_OUT.code;
+      if (giveBack) this.opts.onStockReturned?.(p.date);
+      return { ...p, giveBack, claim: 'drop' };
+    });
+    try {
+      // One call for the whole group (one sale day).
+      const settled = await settleMany(this.redis, group[0].date, items);
+      // A new order whose reservation the cache no longer holds (Redis lost it, or a gateway undid
+      // it after a publish that looked failed) is counted now, or the cache would keep offering its
+      // ticket and forget the user's claim.
+      await Promise.all(
+        group.map((p, i) =>
+          !settled[i] && p.inserted && outcomes[i].kind === 'success'
+            ? adoptOrder(this.redis, p, p.messageId)
+            : undefined,
+        ),
+      );
+    } catch {
+      // Redis only admits: a missed settle is repaired by reconcile.
+    }
   }
 }

@@ -82,7 +82,7 @@ export class PurchaseWorker {
         .subscribe((records) => this.hooks.publish(records)),
     );
     const consumer = await this.queue.js.consumers.get(this.queue.names.stream, this.queue.names.consumer);
-    const messages = await consumer.consume({ max_messages: Math.min(this.config.worker.concurrency, 1000) });
+    const messages = await consumer.consume({ max_messages: this.config.worker.concurrency });
     this.messages = messages;
     this.subscriptions.push(
       from(messages)

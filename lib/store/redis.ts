@@ -4,7 +4,7 @@ import { ADMIT, ADOPT, RECORD, RESTOCK, SETTLE } from './scripts';
 declare module 'ioredis' {
   interface RedisCommander<Context> {
     admit(...args: (string | number)[]): Result<[string, string], Context>;
-    settle(...args: (string | number)[]): Result<number, Context>;
+    settle(...args: (string | number)[]): Result<number[], Context>;
     restock(...args: (string | number)[]): Result<number, Context>;
     adopt(...args: (string | number)[]): Result<number, Context>;
     record(...args: (string | number)[]): Result<number, Context>;

@@ -43,23 +43,31 @@ return {'OK', tostring(remaining)}
 `;
 
 /**
- * settle — ends a reservation once its message (or V1 purchase) has an outcome. Idempotent: it acts
- * only while the message is still pending, so a redelivery cannot return stock twice.
- * KEYS: stock, claims, pending
- * ARGV: userId, messageId, stockDelta (0 or 1: give the reserved ticket back), claimMode
- *       ('keep' | 'drop' | 'set'), claimValue (for 'set')
- * Returns 1 when it settled, 0 when the message was not pending.
+ * settle — ends reservations once their messages (or V1 purchases) have an outcome; a worker settles
+ * a whole batch in one call. Idempotent: each item acts only while its message is still pending, so
+ * a redelivery cannot return stock twice.
+ * KEYS: stock, claims, pending (one sale day)
+ * ARGV: per item, five values: userId, messageId, stockDelta (0 or 1: give the reserved ticket
+ *       back), claimMode ('keep' | 'drop' | 'set'), claimValue (for 'set')
+ * Returns, per item, 1 when it settled, 0 when the message was not pending.
  */
 export const SETTLE = `
-if redis.call('HDEL', KEYS[3], ARGV[2]) == 0 then return 0 end
-local delta = tonumber(ARGV[3])
-if delta ~= 0 and redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCRBY', KEYS[1], delta) end
-if ARGV[4] == 'drop' then
-  if redis.call('HGET', KEYS[2], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[2], ARGV[1]) end
-elseif ARGV[4] == 'set' then
-  redis.call('HSET', KEYS[2], ARGV[1], ARGV[5])
+local results = {}
+for i = 1, #ARGV, 5 do
+  local user, id, delta, mode = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
+  if redis.call('HDEL', KEYS[3], id) == 0 then
+    results[#results + 1] = 0
+  else
+    if delta ~= 0 and redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCRBY', KEYS[1], delta) end
+    if mode == 'drop' then
+      if redis.call('HGET', KEYS[2], user) == id then redis.call('HDEL', KEYS[2], user) end
+    elseif mode == 'set' then
+      redis.call('HSET', KEYS[2], user, ARGV[i + 4])
+    end
+    results[#results + 1] = 1
+  end
 end
-return 1
+return results
 `;
 
 /**

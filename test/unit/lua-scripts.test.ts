@@ -44,17 +44,19 @@ describe('Lua scripts', () => {
       NOW,
     );
 
-  const settle = (userId: number, messageId: string, delta: 0 | 1, mode: string, value = '') =>
-    redis.settle(
-      keys.stock(DATE),
-      keys.claims(DATE),
-      keys.pending(DATE),
-      userId,
-      messageId,
-      delta,
-      mode,
-      value,
-    );
+  const settle = async (userId: number, messageId: string, delta: 0 | 1, mode: string, value = '') =>
+    (
+      await redis.settle(
+        keys.stock(DATE),
+        keys.claims(DATE),
+        keys.pending(DATE),
+        userId,
+        messageId,
+        delta,
+        mode,
+        value,
+      )
+    )[0];
 
   const restock = (remaining: number) => redis.restock(keys.stock(DATE), keys.pending(DATE), remaining);
   const stock = async () => redis.get(keys.stock(DATE));
@@ -291,6 +293,24 @@ describe('Lua scripts', () => {
       expect(await restock(12)).toBe(12);
       expect(await stock()).toBe('12');
     });
+  });
+
+  it('SETTLE settles several items in one call, each on its own', async () => {
+    await open(5);
+    await admit({ userId: 1, messageId: 'a' });
+    await admit({ userId: 2, messageId: 'b' });
+    const results = await redis.settle(
+      keys.stock(DATE),
+      keys.claims(DATE),
+      keys.pending(DATE),
+      ...[1, 'a', 0, 'keep', ''],
+      ...[2, 'b', 1, 'drop', ''],
+      ...[3, 'never-admitted', 1, 'drop', ''],
+    );
+    expect(results).toEqual([1, 1, 0]);
+    expect(await stock()).toBe('4');
+    expect(await redis.hgetall(keys.claims(DATE))).toEqual({ 1: 'a' });
+    expect(await redis.hlen(keys.pending(DATE))).toBe(0);
   });
 
   describe('RECORD', () => {
