@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 
 /** The scenarios of SPEC §6, plus the echo ceiling they are compared with. */
@@ -59,7 +61,8 @@ Options:
   --strict             exit code 1 also when a performance target is missed
   --from-source        run the service from the TypeScript sources (tsx) instead of dist/
   --worker-nice <n>    run worker processes at this nice level (0-19; default 0)
-  --node-options <s>   NODE_OPTIONS for the service processes, e.g. "--max-old-space-size=256"
+  --node-options <s>   NODE_OPTIONS for the service processes (default: what \`npm start\` uses,
+                       package.json config.nodeOptions)
   --no-progress        no progress lines on stderr (the table is still printed)
   --help               this text
 
@@ -153,10 +156,18 @@ export function parseOptions(argv: string[]): BenchOptions | null {
     flashStock: Math.max(2, Math.round(5_000 * scale)),
     drainMessages: Math.max(10, Math.round(20_000 * scale)),
     workerNice: number('worker-nice', v['worker-nice'], 0, 0),
-    nodeOptions: v['node-options'] ?? '',
+    nodeOptions: v['node-options'] ?? serviceNodeOptions(),
     progress: v['no-progress'] !== true,
   };
   if (options.gateways > 16 || options.workers > 16)
     throw new UsageError('at most 16 gateways and 16 workers');
   return options;
+}
+
+/** The V8 flags `npm start` gives the service (package.json config.nodeOptions), so both run alike. */
+export function serviceNodeOptions(): string {
+  const pkg = JSON.parse(readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as {
+    config?: { nodeOptions?: string };
+  };
+  return pkg.config?.nodeOptions ?? '';
 }
