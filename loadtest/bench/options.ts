@@ -53,7 +53,7 @@ Options:
   --scale <x>          multiplies the flash crowd (20000 users, 5000 tickets) and the drain burst
                        (20000 orders) (default 1; smoke 0.02)
   --gateways <n>       gateway processes (default 1)
-  --workers <n>        separate worker processes; 0 = the worker runs inside each gateway (default 1)
+  --workers <n>        separate worker processes; 0 = the worker runs inside each gateway (default 2: measured best on 2 cores)
   --only <list>        comma-separated subset of: ${SCENARIOS.join(', ')}
                        (echo is measured too whenever submit, storm or poll runs)
   --out <file>         write the results as JSON to this file
@@ -146,7 +146,7 @@ export function parseOptions(argv: string[]): BenchOptions | null {
     connections: number('connections', v.connections, smoke ? 8 : 64, 1),
     scale,
     gateways: number('gateways', v.gateways, 1, 1),
-    workers: number('workers', v.workers, 1, 0),
+    workers: number('workers', v.workers, 2, 0),
     out: v.out ?? null,
     only,
     smoke,
