@@ -109,6 +109,7 @@ const purchaseService: ServiceSchema<ServiceSettingSchema, Record<string, never>
     this.gateway = new PurchaseGateway(this.rt, queue, {
       soldOut: (date) => void this.broker.broadcast('tickets.soldOut', { date }),
       submitted: (outcome: Outcome) => this.countSubmit(outcome),
+      resultRead: (level) => this.broker.metrics.increment(METRICS.cache, { level }),
     });
     this.rt.gateway = this.gateway;
     this.gateway.setPaused((await this.rt.redis.exists(keys.paused)) === 1);

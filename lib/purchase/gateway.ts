@@ -17,7 +17,7 @@ import {
 } from './admission';
 import type { PurchaseQueue } from './queue';
 import { ResultHub } from './result-hub';
-import { fromOrder, readResult, type ResultRecord } from './results';
+import { fromOrder, readCachedResult, readResult, type ResultRecord } from './results';
 
 export interface SubmitAnswer {
   messageId: string;
@@ -33,6 +33,8 @@ export type Outcome =
 export interface GatewayEvents {
   soldOut(date: string): void;
   submitted(outcome: Outcome): void;
+  /** Where a result read was answered: the gateway's LRU, Redis, the database, or nowhere. */
+  resultRead(level: 'lru' | 'redis' | 'database' | 'miss'): void;
 }
 
 /**
@@ -138,7 +140,10 @@ export class PurchaseGateway {
   /** The result record; with `waitMs` it waits for a terminal status (long poll). */
   async result(messageId: string, waitMs = 0): Promise<ResultRecord & { pollIntervalMs?: number }> {
     const cached = this.terminal.get(messageId);
-    if (cached) return cached;
+    if (cached) {
+      this.events.resultRead('lru');
+      return cached;
+    }
     if (waitMs <= 0) return this.decorate(await this.read(messageId));
     // Watch before reading, so a transition between the two cannot be missed.
     let wake!: (record: ResultRecord | null) => void;
@@ -273,7 +278,13 @@ export class PurchaseGateway {
   }
 
   private async read(messageId: string): Promise<ResultRecord> {
-    const record = await readResult(this.rt.redis, this.rt.db, messageId);
+    let record = await readCachedResult(this.rt.redis, messageId);
+    if (record) this.events.resultRead('redis');
+    else {
+      const order = await orderByMessageId(this.rt.db, messageId);
+      record = order ? fromOrder(order) : null;
+      this.events.resultRead(record ? 'database' : 'miss');
+    }
     if (!record) throw appError('NOT_FOUND', 'No such message');
     if (isTerminal(record.status)) this.terminal.set(messageId, record);
     return record;

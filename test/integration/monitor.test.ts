@@ -240,6 +240,8 @@ describe('monitoring', () => {
     expect(metrics.types.get('miaosha_queue_dead_letters')).toBe('gauge');
     expect(metrics.types.get('miaosha_processing_latency')).toBe('histogram');
     expect(sum(metrics.samples, 'miaosha_processing_latency_count', {})).toBe(N);
+    // Every result read is counted by where it was answered.
+    expect(metrics.types.get('miaosha_results_cache_total')).toBe('counter');
 
     const snap = await eventually(async () => {
       const s = await snapshot();
