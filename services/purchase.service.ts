@@ -87,20 +87,20 @@ const purchaseService: ServiceSchema<ServiceSettingSchema, Record<string, never>
   created() {
     this.rt = runtimeOf(this.broker);
     registerMetrics(this.broker);
-    // The hot path only bumps counters; the monitor gets them once per interval as one event.
+    // The hot path only bumps a number; once per interval the counts go to the Prometheus counter
+    // and, as one event, to the monitor.
     this.submits = new SubmitCounter();
-    this.countSubmit = (outcome) => {
-      this.broker.metrics.increment(METRICS.submits, { outcome });
-      this.submits.add(outcome);
-    };
+    this.countSubmit = (outcome) => this.submits.add(outcome);
     this.reportSubmits = () => {
       const counts = this.submits.drain();
-      if (counts)
-        void this.broker.broadcast(
-          'metrics.submits',
-          { nodeID: this.broker.nodeID, counts },
-          { groups: ['monitor'] },
-        );
+      if (!counts) return;
+      for (const [outcome, n] of Object.entries(counts))
+        this.broker.metrics.increment(METRICS.submits, { outcome }, n);
+      void this.broker.broadcast(
+        'metrics.submits',
+        { nodeID: this.broker.nodeID, counts },
+        { groups: ['monitor'] },
+      );
     };
   },
 

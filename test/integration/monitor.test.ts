@@ -6,7 +6,7 @@ import { createBroker } from '../../lib/broker';
 import type { Alert, MonitorSnapshot } from '../../lib/monitor/types';
 import { openMonitorStreams } from '../../lib/monitor/stream';
 import type { WebhookPayload } from '../../lib/monitor/webhook';
-import { eventually, isolatedEnv, startApp, type TestApp } from '../helpers/app';
+import { eventually, isolatedEnv, readSse, startApp, type TestApp } from '../helpers/app';
 
 // ---------------------------------------------------------------------------------------------
 // A strict parser for the Prometheus text exposition format (version 0.0.4).
@@ -120,26 +120,8 @@ class SseClient {
   }
 
   private async pump(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<void> {
-    const decoder = new TextDecoder();
-    let buffer = '';
     try {
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        buffer += decoder.decode(value, { stream: true });
-        let end: number;
-        while ((end = buffer.indexOf('\n\n')) >= 0) {
-          const frame = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          let event = 'message';
-          const data: string[] = [];
-          for (const line of frame.split('\n')) {
-            if (line.startsWith('event: ')) event = line.slice(7);
-            else if (line.startsWith('data: ')) data.push(line.slice(6));
-          }
-          if (data.length) this.events.push({ event, data: JSON.parse(data.join('\n')) });
-        }
-      }
+      await readSse(reader, (frame) => this.events.push(frame));
     } catch {
       // aborted by close()
     } finally {
@@ -231,7 +213,9 @@ describe('monitoring', () => {
       expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
       const parsed = parsePrometheus(await res.text());
       const success = sum(parsed.samples, 'miaosha_results_transitions_total', { status: 'SUCCESS' });
-      return success === N ? parsed : undefined;
+      // Gateways add their submit counts to the counter once per monitor interval.
+      const accepted = sum(parsed.samples, 'miaosha_submits_total', { outcome: 'accepted' });
+      return success === N && accepted === N ? parsed : undefined;
     });
     expect(metrics.types.get('miaosha_submits_total')).toBe('counter');
     expect(sum(metrics.samples, 'miaosha_submits_total', { outcome: 'accepted' })).toBe(N);
