@@ -8,8 +8,6 @@
 import type { Options } from 'k6/options';
 import {
   REJECTION_DISPLAY_THRESHOLDS,
-  SUMMARY_TREND_STATS,
-  SYSTEM_TAGS,
   durationSeconds,
   envDuration,
   envFlag,
@@ -20,8 +18,7 @@ import {
   loadConfig,
   prepareSale,
   purchaseFlow,
-  setupTimeout,
-  teardownTimeout,
+  runOptions,
 } from './lib.ts';
 import type { SaleSetup } from './lib.ts';
 
@@ -66,10 +63,7 @@ export const options: Options = {
     invariant_violations: ['count==0'],
     ...REJECTION_DISPLAY_THRESHOLDS,
   },
-  setupTimeout: setupTimeout(config),
-  teardownTimeout: teardownTimeout(config),
-  systemTags: SYSTEM_TAGS,
-  summaryTrendStats: SUMMARY_TREND_STATS,
+  ...runOptions(config),
 };
 
 export function setup(): SaleSetup {

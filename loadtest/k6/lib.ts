@@ -11,6 +11,7 @@ import type { Response } from 'k6/http';
 import { check, sleep } from 'k6';
 import exec from 'k6/execution';
 import { Counter, Trend } from 'k6/metrics';
+import type { Options } from 'k6/options';
 
 // ---------------------------------------------------------------------------------------------------------
 // API contract
@@ -287,6 +288,76 @@ export function setupTimeout(config: K6Config, extraSeconds = 0): string {
 /** teardownTimeout: waiting for the invariants to settle plus some slack. TEARDOWN_TIMEOUT overrides it. */
 export function teardownTimeout(config: K6Config): string {
   return envDuration('TEARDOWN_TIMEOUT', `${Math.ceil(config.settleTimeoutMs / 1000) + 30}s`);
+}
+
+/** The option fields every scenario sets alike: setup/teardown timeouts, kept system tags, summary stats. */
+export function runOptions(
+  config: K6Config,
+  setupExtraSeconds = 0,
+): Pick<Options, 'setupTimeout' | 'teardownTimeout' | 'systemTags' | 'summaryTrendStats'> {
+  return {
+    setupTimeout: setupTimeout(config, setupExtraSeconds),
+    teardownTimeout: teardownTimeout(config),
+    systemTags: SYSTEM_TAGS,
+    summaryTrendStats: SUMMARY_TREND_STATS,
+  };
+}
+
+/**
+ * The body of a `constant-arrival-rate` scenario (the executor itself stays in the scenario file):
+ * `rate` iterations a second for `duration`, PRE_VUS / MAX_VUS overriding the VU defaults.
+ */
+export function constantArrival(
+  config: K6Config,
+  rate: number,
+  duration: string,
+  vus: { preAllocated: number; max: number },
+): {
+  rate: number;
+  timeUnit: string;
+  duration: string;
+  preAllocatedVUs: number;
+  maxVUs: number;
+  gracefulStop: string;
+} {
+  return {
+    rate,
+    timeUnit: '1s',
+    duration,
+    preAllocatedVUs: envInt('PRE_VUS', vus.preAllocated, 1),
+    maxVUs: envInt('MAX_VUS', vus.max, 1),
+    gracefulStop: gracefulStop(config),
+  };
+}
+
+export interface SteadyRun {
+  rate: number;
+  duration: string;
+  config: K6Config;
+  /** STOCK: with ADMIN_TOKEN, by default enough tickets for every purchase (one user per iteration). */
+  stock: number;
+}
+
+/**
+ * RATE / DURATION / configuration / STOCK of a steady run in which every iteration is its own user:
+ * USERS defaults to RATE × DURATION and STOCK to USERS.
+ */
+export function steadyRun(defaults: {
+  rate: number;
+  duration: string;
+  userOffset: number;
+  hashBatch: number;
+  pollBackoff: number;
+}): SteadyRun {
+  const rate = envInt('RATE', defaults.rate, 1);
+  const duration = envDuration('DURATION', defaults.duration);
+  const config = loadConfig({
+    users: Math.ceil(rate * durationSeconds(duration)),
+    userOffset: defaults.userOffset,
+    hashBatch: defaults.hashBatch,
+    pollBackoff: defaults.pollBackoff,
+  });
+  return { rate, duration, config, stock: envInt('STOCK', config.users, 0) };
 }
 
 // ---------------------------------------------------------------------------------------------------------

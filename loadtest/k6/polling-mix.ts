@@ -13,33 +13,26 @@
 import type { Options } from 'k6/options';
 import {
   REJECTION_DISPLAY_THRESHOLDS,
-  SUMMARY_TREND_STATS,
-  SYSTEM_TAGS,
-  durationSeconds,
-  envDuration,
+  constantArrival,
   envInt,
   envString,
   finishRun,
-  gracefulStop,
   iterationUser,
-  loadConfig,
   prepareSale,
   purchaseFlow,
-  setupTimeout,
-  teardownTimeout,
+  runOptions,
+  steadyRun,
 } from './lib.ts';
 import type { PollMode, SaleSetup } from './lib.ts';
 
-const rate = envInt('RATE', 50, 1);
-const duration = envDuration('DURATION', '1m');
-const config = loadConfig({
-  users: Math.ceil(rate * durationSeconds(duration)),
+// Enough tickets (with ADMIN_TOKEN) for every purchase to be accepted, so that every iteration polls.
+const { rate, duration, config, stock } = steadyRun({
+  rate: 50,
+  duration: '1m',
   userOffset: 20000,
   hashBatch: 5000,
   pollBackoff: 1.5,
 });
-// Enough tickets (with ADMIN_TOKEN) for every purchase to be accepted, so that every iteration polls.
-const stock = envInt('STOCK', config.users, 0);
 const batchSize = envInt('BATCH_SIZE', 20, 1, 100);
 
 const MODE_OF_NAME: Readonly<Record<string, PollMode>> = { single: 'interval', batch: 'batch', long: 'long' };
@@ -70,12 +63,7 @@ export const options: Options = {
   scenarios: {
     polling_mix: {
       executor: 'constant-arrival-rate',
-      rate,
-      timeUnit: '1s',
-      duration,
-      preAllocatedVUs: envInt('PRE_VUS', rate * 2, 1),
-      maxVUs: envInt('MAX_VUS', rate * 10, 1),
-      gracefulStop: gracefulStop(config),
+      ...constantArrival(config, rate, duration, { preAllocated: rate * 2, max: rate * 10 }),
     },
   },
   thresholds: {
@@ -99,10 +87,7 @@ export const options: Options = {
     invariant_violations: ['count==0'],
     ...REJECTION_DISPLAY_THRESHOLDS,
   },
-  setupTimeout: setupTimeout(config),
-  teardownTimeout: teardownTimeout(config),
-  systemTags: SYSTEM_TAGS,
-  summaryTrendStats: SUMMARY_TREND_STATS,
+  ...runOptions(config),
 };
 
 export function setup(): SaleSetup {

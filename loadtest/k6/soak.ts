@@ -12,32 +12,25 @@ import { Trend } from 'k6/metrics';
 import type { Options } from 'k6/options';
 import {
   REJECTION_DISPLAY_THRESHOLDS,
-  SUMMARY_TREND_STATS,
-  SYSTEM_TAGS,
-  durationSeconds,
-  envDuration,
+  constantArrival,
   envInt,
   finishRun,
-  gracefulStop,
   iterationUser,
-  loadConfig,
   prepareSale,
   purchaseFlow,
-  setupTimeout,
-  teardownTimeout,
+  runOptions,
+  steadyRun,
 } from './lib.ts';
 import type { SaleSetup } from './lib.ts';
 
-const rate = envInt('RATE', 20, 1);
-const duration = envDuration('DURATION', '30m');
-const config = loadConfig({
-  users: Math.ceil(rate * durationSeconds(duration)),
+// With ADMIN_TOKEN, enough tickets for every purchase: otherwise the soak soon only measures "sold out".
+const { rate, duration, config, stock } = steadyRun({
+  rate: 20,
+  duration: '30m',
   userOffset: 40000,
   hashBatch: 5000,
   pollBackoff: 1,
 });
-// With ADMIN_TOKEN, enough tickets for every purchase: otherwise the soak soon only measures "sold out".
-const stock = envInt('STOCK', config.users, 0);
 
 /** Late-phase submit duration divided by the VU's early-phase median (both floored at DRIFT_FLOOR_MS). */
 const submitLatencyDrift = new Trend('submit_latency_drift');
@@ -50,12 +43,7 @@ export const options: Options = {
   scenarios: {
     soak: {
       executor: 'constant-arrival-rate',
-      rate,
-      timeUnit: '1s',
-      duration,
-      preAllocatedVUs: envInt('PRE_VUS', rate * 2, 1),
-      maxVUs: envInt('MAX_VUS', rate * 10, 1),
-      gracefulStop: gracefulStop(config),
+      ...constantArrival(config, rate, duration, { preAllocated: rate * 2, max: rate * 10 }),
     },
   },
   thresholds: {
@@ -77,10 +65,7 @@ export const options: Options = {
     invariant_violations: ['count==0'],
     ...REJECTION_DISPLAY_THRESHOLDS,
   },
-  setupTimeout: setupTimeout(config),
-  teardownTimeout: teardownTimeout(config),
-  systemTags: SYSTEM_TAGS,
-  summaryTrendStats: SUMMARY_TREND_STATS,
+  ...runOptions(config),
 };
 
 function phaseOf(progress: number): string {

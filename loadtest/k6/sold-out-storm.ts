@@ -12,26 +12,23 @@ import type { Options } from 'k6/options';
 import {
   CODES,
   REJECTION_DISPLAY_THRESHOLDS,
-  SUMMARY_TREND_STATS,
-  SYSTEM_TAGS,
   abortRun,
+  constantArrival,
   envDuration,
   envInt,
   fetchHashBook,
   fetchResultsBatch,
   findDay,
   finishRun,
-  gracefulStop,
   hashFor,
   isTerminal,
   iterationUser,
   listDays,
   loadConfig,
   prepareSale,
-  setupTimeout,
+  runOptions,
   sleepMs,
   submitPurchase,
-  teardownTimeout,
 } from './lib.ts';
 import type { K6Config, SaleSetup } from './lib.ts';
 
@@ -56,12 +53,7 @@ export const options: Options = {
   scenarios: {
     sold_out_storm: {
       executor: 'constant-arrival-rate',
-      rate,
-      timeUnit: '1s',
-      duration,
-      preAllocatedVUs: envInt('PRE_VUS', Math.ceil(rate / 10), 1),
-      maxVUs: envInt('MAX_VUS', rate, 1),
-      gracefulStop: gracefulStop(config),
+      ...constantArrival(config, rate, duration, { preAllocated: Math.ceil(rate / 10), max: rate }),
     },
   },
   thresholds: {
@@ -75,10 +67,7 @@ export const options: Options = {
     ...REJECTION_DISPLAY_THRESHOLDS,
   },
   // Buying out without ADMIN_TOKEN: waves of 100 buyers, each waiting for its results.
-  setupTimeout: setupTimeout(config, Math.ceil(buyoutMax / 100) * 5),
-  teardownTimeout: teardownTimeout(config),
-  systemTags: SYSTEM_TAGS,
-  summaryTrendStats: SUMMARY_TREND_STATS,
+  ...runOptions(config, Math.ceil(buyoutMax / 100) * 5),
 };
 
 /** Buys the remaining tickets of `date` with fresh users, waiting for each wave to settle. */

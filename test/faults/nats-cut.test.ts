@@ -2,12 +2,12 @@ import {
   acceptedIds,
   assertInvariants,
   buyers,
+  cleanUpAfterSuite,
   countBy,
   Deployment,
   describeRun,
-  killAll,
   startLoad,
-  waitFor,
+  waitAccepted,
   type Gateway,
   type SubmitData,
 } from '../helpers/processes';
@@ -26,10 +26,7 @@ jest.setTimeout(180_000);
 
 let proxy: TcpProxy | undefined;
 
-afterAll(async () => {
-  await killAll();
-  await proxy?.close();
-});
+cleanUpAfterSuite(() => proxy?.close());
 
 describe('NATS connection of the gateway cut and restored', () => {
   let dep: Deployment;
@@ -38,9 +35,10 @@ describe('NATS connection of the gateway cut and restored', () => {
   beforeAll(async () => {
     proxy = await TcpProxy.start(4222);
     dep = Deployment.create({ SEED_USERS: String(USERS + 10) });
-    gateway = await dep.startGateway({ env: { NATS_URL: `nats://127.0.0.1:${proxy.port}` } });
-    await dep.startWorker();
-    await dep.setStock(dep.dates[0], STOCK);
+    gateway = await dep.startSale({
+      stock: STOCK,
+      gateway: { env: { NATS_URL: `nats://127.0.0.1:${proxy.port}` } },
+    });
   });
 
   afterAll(async () => {
@@ -56,11 +54,7 @@ describe('NATS connection of the gateway cut and restored', () => {
       retries: 100,
       retryPauseMs: 250,
     });
-    await waitFor(
-      async () => (load.accepted() >= 50 ? true : undefined),
-      60_000,
-      () => 'load too slow',
-    );
+    await waitAccepted(load, 50);
 
     proxy!.cut();
     const cutAt = load.answers.length;

@@ -2,10 +2,10 @@ import {
   acceptedIds,
   assertInvariants,
   buyers,
+  cleanUpAfterSuite,
   countBy,
   Deployment,
   describeRun,
-  killAll,
   startLoad,
   waitFor,
   waitTerminal,
@@ -27,9 +27,7 @@ const POISONED = 13;
 
 jest.setTimeout(180_000);
 
-afterAll(async () => {
-  await killAll();
-});
+cleanUpAfterSuite();
 
 interface DlqView {
   total: number;
@@ -43,9 +41,10 @@ describe('poison message', () => {
   beforeAll(async () => {
     dep = Deployment.create({ SEED_USERS: String(USERS + 10), MONITOR_INTERVAL_MS: '200', ALERT_HOLD: '2' });
     // The gateway also runs the monitor, whose alerts include the dead-letter one.
-    gateway = await dep.startGateway({ env: { SERVICES: 'api,tickets,purchase,monitor' } });
-    await dep.startWorker();
-    await dep.setStock(dep.dates[0], STOCK);
+    gateway = await dep.startSale({
+      stock: STOCK,
+      gateway: { env: { SERVICES: 'api,tickets,purchase,monitor' } },
+    });
     await dep.sql(`
       CREATE FUNCTION fault_poison() RETURNS trigger AS $$
       BEGIN

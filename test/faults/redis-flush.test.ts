@@ -5,12 +5,13 @@ import {
   acceptedIds,
   assertInvariants,
   buyers,
+  cleanUpAfterSuite,
   countBy,
   Deployment,
   describeRun,
-  killAll,
   sleep,
   startLoad,
+  waitAccepted,
   waitFor,
   type Gateway,
   type SubmitData,
@@ -31,9 +32,7 @@ const PLENTY = 1000; // day 1: does not, so the cache stock must converge exactl
 
 jest.setTimeout(180_000);
 
-afterAll(async () => {
-  await killAll();
-});
+cleanUpAfterSuite();
 
 /**
  * Deletes every key of the namespace except `keep` in one transaction (the namespace's keys only,
@@ -67,9 +66,7 @@ describe('Redis flushed in the middle of a sale', () => {
   beforeAll(async () => {
     dep = Deployment.create({ WORKER_BATCH_MS: '100', SEED_USERS: String(USERS + 100) });
     redis = createRedis(dep.config.redisUrl, dep.namespace);
-    gateway = await dep.startGateway();
-    await dep.startWorker();
-    await dep.setStock(dep.dates[0], SCARCE);
+    gateway = await dep.startSale({ stock: SCARCE });
     await dep.setStock(dep.dates[1], PLENTY);
   });
 
@@ -90,11 +87,7 @@ describe('Redis flushed in the middle of a sale', () => {
     // Each user buys on both days, interleaved.
     const requests = buyers(scarce, USERS).flatMap((r) => [r, { userId: r.userId, date: plenty }]);
     const load = startLoad(dep, [gateway], { requests, concurrency: 6, pauseMs: 10, retries: 50 });
-    await waitFor(
-      async () => (load.accepted() >= 120 ? true : undefined),
-      60_000,
-      () => 'load too slow',
-    );
+    await waitAccepted(load, 120);
     const unacked = (await dep.consumerInfo()).num_ack_pending;
 
     // Flush: every key of the namespace goes (claims, stock, reservations, results, ready).
@@ -159,11 +152,7 @@ describe('Redis flushed in the middle of a sale', () => {
       pauseMs: 5,
       retries: 50,
     });
-    await waitFor(
-      async () => (load.accepted() >= 80 ? true : undefined),
-      60_000,
-      () => 'load too slow',
-    );
+    await waitAccepted(load, 80);
     const backlog = (await dep.consumerInfo()).num_pending + (await dep.consumerInfo()).num_ack_pending;
     await deleteNamespace(redis, dep.namespace);
     // The service rebuilds from the database, which does not know the queued messages yet.

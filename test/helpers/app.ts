@@ -46,7 +46,10 @@ export interface TestApp {
 export const uniqueNamespace = (prefix = 't'): string => `${prefix}${randomBytes(5).toString('hex')}`;
 
 /** The environment of an isolated instance: own namespace (Redis prefix, streams, broker) and database. */
-export function isolatedEnv(namespace: string, overrides: Record<string, string> = {}): Record<string, string> {
+export function isolatedEnv(
+  namespace: string,
+  overrides: Record<string, string> = {},
+): Record<string, string> {
   return {
     NODE_ENV: 'test',
     NAMESPACE: namespace,
@@ -63,7 +66,13 @@ export function isolatedEnv(namespace: string, overrides: Record<string, string>
   };
 }
 
-async function call<T>(baseUrl: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
+async function call<T>(
+  baseUrl: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+) {
   const res = await fetch(baseUrl + path, {
     method,
     headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
@@ -104,7 +113,8 @@ export async function startApp(overrides: Record<string, string> = {}): Promise<
     env,
     dates: saleDates(rt.calendar),
     admin,
-    hash: (userId, date) => issueVerifyHash(config.hashSecret, userId, date, config.hashTtlSeconds).verifyHash,
+    hash: (userId, date) =>
+      issueVerifyHash(config.hashSecret, userId, date, config.hashTtlSeconds).verifyHash,
     get: (path, headers) => call(baseUrl, 'GET', path, undefined, headers),
     post: (path, body, headers) => call(baseUrl, 'POST', path, body ?? {}, headers),
     put: (path, body, headers) => call(baseUrl, 'PUT', path, body ?? {}, headers),
@@ -130,7 +140,11 @@ export async function cleanupNamespace(config: Config): Promise<void> {
 }
 
 /** Polls until `check` returns a value (not undefined) or the deadline passes. */
-export async function eventually<T>(check: () => Promise<T | undefined>, timeoutMs = 20_000, everyMs = 100): Promise<T> {
+export async function eventually<T>(
+  check: () => Promise<T | undefined>,
+  timeoutMs = 20_000,
+  everyMs = 100,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {
@@ -143,4 +157,39 @@ export async function eventually<T>(check: () => Promise<T | undefined>, timeout
     await new Promise((r) => setTimeout(r, everyMs));
   }
   throw new Error(`Condition not met within ${timeoutMs} ms${last ? `: ${String(last)}` : ''}`);
+}
+
+export interface SseFrame {
+  event: string;
+  /** The frame's data lines joined and JSON-parsed. */
+  data: unknown;
+}
+
+/**
+ * Reads a Server-Sent Events body until the server ends it, handing every frame that carries data to
+ * `onFrame` (event name `message` unless the frame names one). Rejects if the read fails (e.g. aborted).
+ */
+export async function readSse(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  onFrame: (frame: SseFrame) => void,
+): Promise<void> {
+  const decoder = new TextDecoder();
+  let buffer = '';
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return;
+    buffer += decoder.decode(value, { stream: true });
+    let end: number;
+    while ((end = buffer.indexOf('\n\n')) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      let event = 'message';
+      const data: string[] = [];
+      for (const line of block.split('\n')) {
+        if (line.startsWith('event:')) event = line.slice(6).trim();
+        else if (line.startsWith('data:')) data.push(line.slice(5).trim());
+      }
+      if (data.length) onFrame({ event, data: JSON.parse(data.join('\n')) as unknown });
+    }
+  }
 }

@@ -233,6 +233,17 @@ export async function killAll(): Promise<void> {
 }
 
 /** A free TCP port on 127.0.0.1 (the OS picks it; the window until the child binds it is short). */
+/**
+ * The file-level cleanup of a fault suite: after all its tests, every process it spawned is killed,
+ * then `closers` run in order (e.g. a proxy the suite owns).
+ */
+export function cleanUpAfterSuite(...closers: (() => Promise<void> | undefined)[]): void {
+  afterAll(async () => {
+    await killAll();
+    for (const close of closers) await close();
+  });
+}
+
 export async function freePort(): Promise<number> {
   const server = net.createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -374,6 +385,21 @@ export class Deployment {
     this.workers.push(proc);
     await proc.waitStarted(60_000);
     return proc;
+  }
+
+  /**
+   * The usual fault-scenario layout: one gateway, then its workers (started together; one plain worker
+   * by default), and `stock` tickets on the first sale day. Returns the gateway.
+   */
+  async startSale(o: {
+    stock: number;
+    gateway?: NodeOverrides;
+    workers?: NodeOverrides[];
+  }): Promise<Gateway> {
+    const gateway = await this.startGateway(o.gateway);
+    await Promise.all((o.workers ?? [{}]).map((w) => this.startWorker(w)));
+    await this.setStock(this.dates[0], o.stock);
+    return gateway;
   }
 
   async waitHealthy(gateway: Gateway, timeoutMs = 30_000): Promise<void> {
@@ -540,6 +566,35 @@ export function startLoad(dep: Deployment, gateways: Gateway[], o: LoadOptions):
 export const acceptedIds = (answers: Submitted[], date?: string): string[] => [
   ...new Set(answers.filter((a) => a.code === 200 && (!date || a.date === date)).map((a) => a.messageId!)),
 ];
+
+/** Waits (up to 60 s) until the load has had `count` submits accepted, so a fault lands mid-sale. */
+export async function waitAccepted(load: Load, count: number): Promise<void> {
+  await waitFor(
+    async () => (load.accepted() >= count ? true : undefined),
+    60_000,
+    () => 'load too slow',
+  );
+}
+
+/** Waits (up to 20 s) until the purchase consumer holds unacknowledged deliveries; returns how many. */
+export function waitInFlight(dep: Deployment, failure: string): Promise<number> {
+  return waitFor(
+    async () => {
+      const unacked = (await dep.consumerInfo()).num_ack_pending;
+      return unacked > 0 ? unacked : undefined;
+    },
+    20_000,
+    () => failure,
+    10,
+  );
+}
+
+/** Only "accepted" and "sold out" answers: nothing else was broken (sold out only if some were refused). */
+export function expectAcceptedOrSoldOut(answers: Submitted[], ids: string[], users: number): void {
+  expect(Object.keys(countBy(answers.map((a) => a.code))).sort()).toEqual(
+    ids.length < users ? ['200', '6002'] : ['200'],
+  );
+}
 
 export function countBy<T extends string | number>(values: T[]): Record<T, number> {
   const out = {} as Record<T, number>;

@@ -3,6 +3,7 @@ import { addDays } from '../../lib/sale/calendar';
 import { issueVerifyHash } from '../../lib/sale/verify-hash';
 import { keys } from '../../lib/store/keys';
 import { ADMIN_TOKEN, eventually, startApp, type HttpAnswer, type TestApp } from '../helpers/app';
+import { dayRow, saleState } from '../helpers/purchase';
 
 /** Verify hashes that cannot be forged or reused, the sale pause, and the admin API and its token. */
 
@@ -29,28 +30,11 @@ describe('security and admin', () => {
 
   const rows = <T extends object>(sql: string, bind: unknown[] = []) =>
     app.rt.db.query<T>(sql, { bind, type: QueryTypes.SELECT });
-  const dayRow = async (date: string) =>
-    (
-      await rows<DayView>('SELECT date, total, remaining, sold, status FROM ticket_days WHERE date = $1', [
-        date,
-      ])
-    )[0];
-
   /** Everything a refused request must leave alone. */
   async function state() {
-    const days = await rows(
-      'SELECT date, total, remaining, sold, version, status FROM ticket_days ORDER BY date',
-    );
-    const orders = await rows('SELECT order_no, user_id, date, status FROM orders ORDER BY id');
-    const redis = await Promise.all(
-      app.dates.map(async (d) => ({
-        stock: await app.rt.redis.get(keys.stock(d)),
-        claims: await app.rt.redis.hgetall(keys.claims(d)),
-        pending: await app.rt.redis.hlen(keys.pending(d)),
-      })),
-    );
+    const before = await saleState(app);
     const paused = await app.rt.redis.exists(keys.paused);
-    return { days, orders, redis, paused };
+    return { ...before, paused };
   }
 
   const expectCode = (answer: HttpAnswer, status: number, code: number) =>
@@ -268,7 +252,7 @@ describe('security and admin', () => {
         sold: 0,
         soldOut: false,
       });
-      expect(await dayRow(date)).toMatchObject({ total: 42, remaining: 42, sold: 0, status: 'on_sale' });
+      expect(await dayRow(app, date)).toMatchObject({ total: 42, remaining: 42, sold: 0, status: 'on_sale' });
       expect(await app.rt.redis.get(keys.stock(date))).toBe('42');
     });
 
@@ -277,7 +261,7 @@ describe('security and admin', () => {
       for (const userId of [130, 131]) {
         expectCode(await app.post(PATHS.v1, { userId, date, verifyHash: app.hash(userId, date) }), 200, 200);
       }
-      const day = await dayRow(date);
+      const day = await dayRow(app, date);
       expect(day.sold).toBe(2);
 
       const raised = await app.put<DayView>(`/api/admin/tickets/${date}`, { total: 300 }, app.admin);
@@ -301,7 +285,7 @@ describe('security and admin', () => {
       expectCode(await app.post(PATHS.v1, { userId: 132, date, verifyHash: app.hash(132, date) }), 409, 6002);
 
       await app.put(`/api/admin/tickets/${date}`, { total: 150 }, app.admin);
-      expect(await dayRow(date)).toMatchObject({ total: 150, remaining: 148, sold: 2 });
+      expect(await dayRow(app, date)).toMatchObject({ total: 150, remaining: 148, sold: 2 });
     });
 
     it.each([
@@ -335,8 +319,13 @@ describe('security and admin', () => {
       expectCode(res, 200, 200);
       expect(res.body.data.created).toEqual([last]);
       expect(res.body.data.stopped).toEqual([past]);
-      expect(await dayRow(last)).toMatchObject({ total: 200, remaining: 200, sold: 0, status: 'on_sale' });
-      expect(await dayRow(past)).toMatchObject({ status: 'stopped' });
+      expect(await dayRow(app, last)).toMatchObject({
+        total: 200,
+        remaining: 200,
+        sold: 0,
+        status: 'on_sale',
+      });
+      expect(await dayRow(app, past)).toMatchObject({ status: 'stopped' });
       expect(await app.rt.redis.get(keys.stock(last))).toBe('200');
 
       // Rolling again changes nothing.
@@ -352,7 +341,7 @@ describe('security and admin', () => {
       const date = app.dates[0];
       const bought = await app.post<Order>(PATHS.v1, { userId: 140, date, verifyHash: app.hash(140, date) });
       expectCode(bought, 200, 200);
-      const { remaining } = await dayRow(date);
+      const { remaining } = await dayRow(app, date);
 
       // Damage the cache: wrong stock, a lost claim, a stray claim.
       await app.rt.redis.set(keys.stock(date), remaining + 500);

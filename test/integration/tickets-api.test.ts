@@ -3,6 +3,7 @@ import { addDays, weekdayOf } from '../../lib/sale/calendar';
 import { checkVerifyHash, issueVerifyHash } from '../../lib/sale/verify-hash';
 import { keys } from '../../lib/store/keys';
 import { startApp, type HttpAnswer, type TestApp } from '../helpers/app';
+import { dayRow, saleState } from '../helpers/purchase';
 
 /** Every foundation endpoint (SPEC §3 tickets and V1) through HTTP, with its error codes. */
 
@@ -46,32 +47,13 @@ describe('tickets API (foundation)', () => {
   const atToday = (text: string) => text.replaceAll('TODAY', today);
   const rows = <T extends object>(sql: string, bind: unknown[] = []) =>
     app.rt.db.query<T>(sql, { bind, type: QueryTypes.SELECT });
-  const dayRow = async (date: string) =>
-    (
-      await rows<DayView>('SELECT date, total, remaining, sold, status FROM ticket_days WHERE date = $1', [
-        date,
-      ])
-    )[0];
   const ordersOf = (userId: number) =>
     rows<OrderRow>('SELECT * FROM orders WHERE user_id = $1 ORDER BY id', [userId]);
   const buy = (userId: number, date = today, verifyHash = app.hash(userId, date)) =>
     app.post<Order>('/api/tickets/v1/purchase', { userId, date, verifyHash });
 
   /** Everything a request could change: days, orders, and the admission state in Redis. */
-  async function state() {
-    const days = await rows(
-      'SELECT date, total, remaining, sold, version, status FROM ticket_days ORDER BY date',
-    );
-    const orders = await rows('SELECT order_no, user_id, date, status FROM orders ORDER BY id');
-    const redis = await Promise.all(
-      app.dates.map(async (d) => ({
-        stock: await app.rt.redis.get(keys.stock(d)),
-        claims: await app.rt.redis.hgetall(keys.claims(d)),
-        pending: await app.rt.redis.hlen(keys.pending(d)),
-      })),
-    );
-    return { days, orders, redis };
-  }
+  const state = () => saleState(app);
 
   const expectEnvelope = (answer: HttpAnswer, status: number, code: number) => {
     expect({ status: answer.status, code: answer.body.code }).toEqual({ status, code });
@@ -121,7 +103,7 @@ describe('tickets API (foundation)', () => {
       } finally {
         await app.put(`/api/admin/tickets/${date}`, { total: 200 }, app.admin);
       }
-      expect(await dayRow(date)).toMatchObject({ total: 200, remaining: 200, sold: 0 });
+      expect(await dayRow(app, date)).toMatchObject({ total: 200, remaining: 200, sold: 0 });
     });
   });
 
@@ -197,7 +179,7 @@ describe('tickets API (foundation)', () => {
 
   describe('POST /api/tickets/v1/purchase', () => {
     it('buys a ticket synchronously and records the order in PostgreSQL', async () => {
-      const before = await dayRow(today);
+      const before = await dayRow(app, today);
       const res = await buy(20);
       expectEnvelope(res, 200, 200);
       expect(Object.keys(res.body.data).sort()).toEqual(['date', 'orderNo', 'ticketCode', 'userId']);
@@ -216,7 +198,7 @@ describe('tickets API (foundation)', () => {
         ticket_code: ticketCode,
         status: 'valid',
       });
-      expect(await dayRow(today)).toMatchObject({
+      expect(await dayRow(app, today)).toMatchObject({
         total: before.total,
         remaining: before.remaining - 1,
         sold: before.sold + 1,
@@ -290,12 +272,12 @@ describe('tickets API (foundation)', () => {
       const bought = await buy(40, date);
       expectEnvelope(bought, 200, 200);
       const { orderNo } = bought.body.data;
-      const before = await dayRow(date);
+      const before = await dayRow(app, date);
 
       const res = await app.post<Order>('/api/tickets/orders/cancel', { userId: 40, orderNo });
       expectEnvelope(res, 200, 200);
       expect(res.body.data).toMatchObject({ orderNo, userId: 40, date, status: 'cancelled' });
-      expect(await dayRow(date)).toMatchObject({
+      expect(await dayRow(app, date)).toMatchObject({
         total: before.total,
         remaining: before.remaining + 1,
         sold: before.sold - 1,
@@ -312,7 +294,7 @@ describe('tickets API (foundation)', () => {
       expectEnvelope(again, 200, 200);
       expect(again.body.data.orderNo).not.toBe(orderNo);
       expect((await ordersOf(40)).map((o) => o.status)).toEqual(['cancelled', 'valid']);
-      expect(await dayRow(date)).toMatchObject({ remaining: before.remaining, sold: before.sold });
+      expect(await dayRow(app, date)).toMatchObject({ remaining: before.remaining, sold: before.sold });
     });
 
     it("answers 6008 for an unknown order number or another user's order, and cancels nothing", async () => {

@@ -1,27 +1,12 @@
 import { QueryTypes } from 'sequelize';
-import type { SubmitAnswer } from '../../lib/purchase/gateway';
 import type { ResultRecord } from '../../lib/purchase/results';
 import { deleteNamespace } from '../../lib/store/redis';
 import { keys } from '../../lib/store/keys';
 import type { RepairReport } from '../../lib/tickets/cache';
 import { eventually, startApp, type TestApp } from '../helpers/app';
+import { dayStock, resultOf, submit, terminal } from '../helpers/purchase';
 
 const STOCK = 40;
-
-const submit = (app: TestApp, userId: number, date: string) =>
-  app.post<SubmitAnswer>('/api/tickets/v2/purchase', { userId, date, verifyHash: app.hash(userId, date) });
-
-const resultOf = (app: TestApp, messageId: string) =>
-  app.get<ResultRecord>(`/api/tickets/v2/purchase/result?messageId=${messageId}`);
-
-async function terminal(app: TestApp, messageId: string): Promise<ResultRecord> {
-  return eventually(async () => {
-    const r = await resultOf(app, messageId);
-    return r.body.code === 200 && ['SUCCESS', 'FAILED'].includes(r.body.data.status)
-      ? r.body.data
-      : undefined;
-  }, 30_000);
-}
 
 const validOrders = (app: TestApp, date: string) =>
   app.rt.db.query<{ userId: number; messageId: string | null; ticketCode: string }>(
@@ -30,17 +15,9 @@ const validOrders = (app: TestApp, date: string) =>
     { bind: [date], type: QueryTypes.SELECT },
   );
 
-const dayRow = async (app: TestApp, date: string) =>
-  (
-    await app.rt.db.query<{ total: number; remaining: number; sold: number }>(
-      'SELECT total, remaining, sold FROM ticket_days WHERE date = $1',
-      { bind: [date], type: QueryTypes.SELECT },
-    )
-  )[0];
-
 /** Invariants of SPEC §5 for one day, checked once the service is idle. */
 async function expectConsistent(app: TestApp, date: string): Promise<void> {
-  const day = await dayRow(app, date);
+  const day = await dayStock(app, date);
   const orders = await validOrders(app, date);
   expect(day.sold + day.remaining).toBe(day.total);
   expect(orders).toHaveLength(day.sold);
@@ -174,7 +151,7 @@ describe('V2 after the cache loses its state', () => {
     }
     const results = await Promise.all(newMessages.map((id) => terminal(app, id)));
     expect(results.every((r) => r.status === 'SUCCESS')).toBe(true);
-    const day = await dayRow(app, date);
+    const day = await dayStock(app, date);
     expect(day).toEqual({ total: STOCK, remaining: 0, sold: STOCK });
     await expectConsistent(app, date);
   });

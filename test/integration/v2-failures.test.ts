@@ -1,40 +1,12 @@
 import pg from 'pg';
 import { QueryTypes } from 'sequelize';
-import type { SubmitAnswer } from '../../lib/purchase/gateway';
 import type { DeadLetter } from '../../lib/purchase/queue';
 import type { ResultRecord } from '../../lib/purchase/results';
 import { keys } from '../../lib/store/keys';
-import { eventually, startApp, type TestApp } from '../helpers/app';
+import { eventually, readSse, startApp, type TestApp } from '../helpers/app';
+import { processedUpTo, resultOf, submit, terminal } from '../helpers/purchase';
 
 const POISON_USER = 777;
-
-const submit = (app: TestApp, userId: number, date: string) =>
-  app.post<SubmitAnswer>('/api/tickets/v2/purchase', { userId, date, verifyHash: app.hash(userId, date) });
-
-const resultOf = (app: TestApp, messageId: string, waitMs?: number) =>
-  app.get<ResultRecord>(
-    `/api/tickets/v2/purchase/result?messageId=${messageId}${waitMs ? `&waitMs=${waitMs}` : ''}`,
-  );
-
-async function terminal(app: TestApp, messageId: string): Promise<ResultRecord> {
-  return eventually(async () => {
-    const r = await resultOf(app, messageId);
-    return r.body.code === 200 && ['SUCCESS', 'FAILED'].includes(r.body.data.status)
-      ? r.body.data
-      : undefined;
-  }, 30_000);
-}
-
-/** Waits until the worker has settled (acked, termed) every stream message up to `seq`. */
-async function processedUpTo(app: TestApp, seq: number): Promise<void> {
-  const queue = await app.rt.queue();
-  await eventually(async () => {
-    const info = await queue.consumerInfo();
-    return info.ack_floor.stream_seq >= seq && info.num_ack_pending === 0 && info.num_pending === 0
-      ? true
-      : undefined;
-  }, 30_000);
-}
 
 const ordersOf = (app: TestApp, userId: number, date: string) =>
   app.rt.db.query<{ messageId: string; ticketCode: string }>(
@@ -60,23 +32,7 @@ async function streamStatuses(app: TestApp, messageId: string, seen: string[]): 
     signal: AbortSignal.timeout(45_000),
   });
   expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
-  const reader = res.body!.getReader();
-  const decoder = new TextDecoder();
-  let buffer = '';
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) return;
-    buffer += decoder.decode(value, { stream: true });
-    let end: number;
-    while ((end = buffer.indexOf('\n\n')) >= 0) {
-      const data = buffer
-        .slice(0, end)
-        .split('\n')
-        .find((line) => line.startsWith('data:'));
-      buffer = buffer.slice(end + 2);
-      if (data) seen.push((JSON.parse(data.slice(5)) as ResultRecord).status);
-    }
-  }
+  await readSse(res.body!.getReader(), (frame) => seen.push((frame.data as ResultRecord).status));
 }
 
 describe('V2 failures: transient errors, poison messages, dead letters', () => {

@@ -3,30 +3,11 @@ import type { ServiceBroker } from 'moleculer';
 import { QueryTypes } from 'sequelize';
 import { loadConfig } from '../../config';
 import { createBroker } from '../../lib/broker';
-import type { ResultRecord } from '../../lib/purchase/results';
-import type { SubmitAnswer } from '../../lib/purchase/gateway';
-import { eventually, startApp, type Envelope, type TestApp } from '../helpers/app';
+import { eventually, readSse, startApp, type Envelope, type TestApp } from '../helpers/app';
+import { resultOf, submit, terminal, type PolledResult } from '../helpers/purchase';
 
-type Result = ResultRecord & { pollIntervalMs?: number };
+type Result = PolledResult;
 type SseEvent = { event: string; data: Result };
-
-const submit = (app: TestApp, userId: number, date: string) =>
-  app.post<SubmitAnswer>('/api/tickets/v2/purchase', { userId, date, verifyHash: app.hash(userId, date) });
-
-const resultOf = (app: TestApp, messageId: string, waitMs?: number) =>
-  app.get<Result>(
-    `/api/tickets/v2/purchase/result?messageId=${encodeURIComponent(messageId)}` +
-      (waitMs === undefined ? '' : `&waitMs=${waitMs}`),
-  );
-
-async function terminal(app: TestApp, messageId: string): Promise<Result> {
-  return eventually(async () => {
-    const r = await resultOf(app, messageId);
-    return r.body.code === 200 && ['SUCCESS', 'FAILED'].includes(r.body.data.status)
-      ? r.body.data
-      : undefined;
-  }, 30_000);
-}
 
 const validOrders = (app: TestApp, userId: number, date?: string) =>
   app.rt.db.query<{ ticketCode: string; messageId: string | null; orderNo: string }>(
@@ -59,28 +40,11 @@ async function openSse(url: string) {
       closed: Promise.resolve(),
     };
   }
-  const reader = res.body!.getReader();
-  const decoder = new TextDecoder();
   const closed = (async () => {
-    let buffer = '';
     try {
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        buffer += decoder.decode(value, { stream: true });
-        let end: number;
-        while ((end = buffer.indexOf('\n\n')) >= 0) {
-          const block = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          let event = 'message';
-          const data: string[] = [];
-          for (const line of block.split('\n')) {
-            if (line.startsWith('event:')) event = line.slice(6).trim();
-            else if (line.startsWith('data:')) data.push(line.slice(5).trim());
-          }
-          if (data.length) events.push({ event, data: JSON.parse(data.join('\n')) as Result });
-        }
-      }
+      await readSse(res.body!.getReader(), (frame) =>
+        events.push({ event: frame.event, data: frame.data as Result }),
+      );
     } finally {
       clearTimeout(timer);
     }

@@ -3,34 +3,10 @@ import { QueryTypes } from 'sequelize';
 import { loadConfig } from '../../config';
 import { createBroker } from '../../lib/broker';
 import { reserve } from '../../lib/purchase/admission';
-import type { SubmitAnswer } from '../../lib/purchase/gateway';
 import type { PurchaseMessage } from '../../lib/purchase/queue';
-import type { ResultRecord } from '../../lib/purchase/results';
 import { keys } from '../../lib/store/keys';
 import { eventually, startApp, type TestApp } from '../helpers/app';
-
-const submit = (app: TestApp, userId: number, date: string) =>
-  app.post<SubmitAnswer>('/api/tickets/v2/purchase', { userId, date, verifyHash: app.hash(userId, date) });
-
-async function terminal(app: TestApp, messageId: string): Promise<ResultRecord> {
-  return eventually(async () => {
-    const r = await app.get<ResultRecord>(`/api/tickets/v2/purchase/result?messageId=${messageId}`);
-    return r.body.code === 200 && ['SUCCESS', 'FAILED'].includes(r.body.data.status)
-      ? r.body.data
-      : undefined;
-  }, 30_000);
-}
-
-/** Waits until the worker has acknowledged every stream message up to `seq`. */
-async function processedUpTo(app: TestApp, seq: number): Promise<void> {
-  const queue = await app.rt.queue();
-  await eventually(async () => {
-    const info = await queue.consumerInfo();
-    return info.ack_floor.stream_seq >= seq && info.num_ack_pending === 0 && info.num_pending === 0
-      ? true
-      : undefined;
-  }, 30_000);
-}
+import { dayStock, processedUpTo, submit, terminal } from '../helpers/purchase';
 
 const ordersOf = (app: TestApp, userId: number, date: string) =>
   app.rt.db.query<{ messageId: string; ticketCode: string }>(
@@ -38,14 +14,6 @@ const ordersOf = (app: TestApp, userId: number, date: string) =>
      WHERE user_id = $1 AND date = $2`,
     { bind: [userId, date], type: QueryTypes.SELECT },
   );
-
-const dayRow = (app: TestApp, date: string) =>
-  app.rt.db
-    .query<{ total: number; remaining: number; sold: number }>(
-      'SELECT total, remaining, sold FROM ticket_days WHERE date = $1',
-      { bind: [date], type: QueryTypes.SELECT },
-    )
-    .then((rows) => rows[0]);
 
 describe('V2 duplicate deliveries', () => {
   let app: TestApp;
@@ -63,7 +31,7 @@ describe('V2 duplicate deliveries', () => {
     const answer = await submit(app, 301, date);
     const first = await terminal(app, answer.body.data.messageId);
     expect(first.status).toBe('SUCCESS');
-    const dayBefore = await dayRow(app, date);
+    const dayBefore = await dayStock(app, date);
     const stockBefore = await app.rt.redis.get(keys.stock(date));
 
     const message: PurchaseMessage = {
@@ -84,7 +52,7 @@ describe('V2 duplicate deliveries', () => {
       { messageId: first.messageId, ticketCode: first.ticketCode },
     ]);
     // Nothing sold or given back twice, in the database or the admission cache.
-    expect(await dayRow(app, date)).toEqual(dayBefore);
+    expect(await dayStock(app, date)).toEqual(dayBefore);
     expect(await app.rt.redis.get(keys.stock(date))).toBe(stockBefore);
   });
 
@@ -133,7 +101,7 @@ describe('V2 duplicate deliveries arriving together', () => {
       );
       seqs.push(copy.seq);
     }
-    const dayBefore = await dayRow(app, date);
+    const dayBefore = await dayStock(app, date);
 
     worker = createBroker(loadConfig({ ...app.env, SERVICES: 'purchase-worker' }), `${app.namespace}-worker`);
     await worker.start();
@@ -147,7 +115,7 @@ describe('V2 duplicate deliveries arriving together', () => {
       expect(result).toMatchObject({ status: 'SUCCESS', ticketCode: orders[0].ticketCode });
       expect(result.errorCode).toBeUndefined();
     }
-    const dayAfter = await dayRow(app, date);
+    const dayAfter = await dayStock(app, date);
     expect(dayAfter.sold).toBe(dayBefore.sold + users.length);
     expect(dayAfter.sold + dayAfter.remaining).toBe(dayAfter.total);
     // The admission cache gave nothing back for the copies.

@@ -1,0 +1,94 @@
+import { QueryTypes } from 'sequelize';
+import type { SubmitAnswer } from '../../lib/purchase/gateway';
+import type { ResultRecord } from '../../lib/purchase/results';
+import { keys } from '../../lib/store/keys';
+import { eventually, type TestApp } from './app';
+
+/**
+ * Purchase and database helpers shared by the integration suites that drive one in-process app
+ * (test/helpers/app.ts): V2 submit, result polling, queue progress, and the rows the tests compare.
+ */
+
+/** A result as the result endpoint answers it: the record plus the server's polling hint. */
+export type PolledResult = ResultRecord & { pollIntervalMs?: number };
+
+/** Submits a V2 purchase with a valid verify hash. */
+export const submit = (app: TestApp, userId: number, date: string) =>
+  app.post<SubmitAnswer>('/api/tickets/v2/purchase', { userId, date, verifyHash: app.hash(userId, date) });
+
+/** One result read; with `waitMs`, a long poll. */
+export const resultOf = (app: TestApp, messageId: string, waitMs?: number) =>
+  app.get<PolledResult>(
+    `/api/tickets/v2/purchase/result?messageId=${encodeURIComponent(messageId)}` +
+      (waitMs === undefined ? '' : `&waitMs=${waitMs}`),
+  );
+
+/** Polls the result until it is SUCCESS or FAILED (30 s at most). */
+export async function terminal(app: TestApp, messageId: string): Promise<PolledResult> {
+  return eventually(async () => {
+    const r = await resultOf(app, messageId);
+    return r.body.code === 200 && ['SUCCESS', 'FAILED'].includes(r.body.data.status)
+      ? r.body.data
+      : undefined;
+  }, 30_000);
+}
+
+/** Waits until the worker has settled (acked, termed) every stream message up to `seq`. */
+export async function processedUpTo(app: TestApp, seq: number): Promise<void> {
+  const queue = await app.rt.queue();
+  await eventually(async () => {
+    const info = await queue.consumerInfo();
+    return info.ack_floor.stream_seq >= seq && info.num_ack_pending === 0 && info.num_pending === 0
+      ? true
+      : undefined;
+  }, 30_000);
+}
+
+/** Rows of a SELECT on the app's database. */
+export const rowsOf = <T extends object>(app: TestApp, sql: string, bind: unknown[] = []) =>
+  app.rt.db.query<T>(sql, { bind, type: QueryTypes.SELECT });
+
+/** The stock figures of one sale day. */
+export const dayStock = async (app: TestApp, date: string) =>
+  (
+    await rowsOf<{ total: number; remaining: number; sold: number }>(
+      app,
+      'SELECT total, remaining, sold FROM ticket_days WHERE date = $1',
+      [date],
+    )
+  )[0];
+
+export interface DayRow {
+  date: string;
+  total: number;
+  remaining: number;
+  sold: number;
+  status: string;
+}
+
+/** One sale day's row: stock figures and status. */
+export const dayRow = async (app: TestApp, date: string): Promise<DayRow> =>
+  (
+    await rowsOf<DayRow>(
+      app,
+      'SELECT date, total, remaining, sold, status FROM ticket_days WHERE date = $1',
+      [date],
+    )
+  )[0];
+
+/** Everything a refused request must leave alone: days, orders, and the admission state in Redis. */
+export async function saleState(app: TestApp) {
+  const days = await rowsOf(
+    app,
+    'SELECT date, total, remaining, sold, version, status FROM ticket_days ORDER BY date',
+  );
+  const orders = await rowsOf(app, 'SELECT order_no, user_id, date, status FROM orders ORDER BY id');
+  const redis = await Promise.all(
+    app.dates.map(async (d) => ({
+      stock: await app.rt.redis.get(keys.stock(d)),
+      claims: await app.rt.redis.hgetall(keys.claims(d)),
+      pending: await app.rt.redis.hlen(keys.pending(d)),
+    })),
+  );
+  return { days, orders, redis };
+}
