@@ -119,7 +119,7 @@ function refuseProtoKey(key: string, value: unknown): unknown {
 }
 
 /** Success, or a refusal the action answered as a value (its HTTP status is already in ctx.meta). */
-const envelope = (
+export const envelope = (
   _ctx: Context,
   _route: unknown,
   _req: Req,
@@ -129,6 +129,17 @@ const envelope = (
   isRefusal(data)
     ? { code: data.code, message: data.message, data: null }
     : { code: 200, message: 'success', data };
+
+/** What every gateway shares: the service's and the benchmark's echo baseline. */
+export const gatewayBase = (config: Config) => ({
+  port: config.port,
+  ip: config.host,
+  logRequest: null,
+  logResponse: null,
+  log4XXResponses: false,
+  logRequestParams: null,
+  logResponseData: null,
+});
 
 /** The REST gateway (moleculer-web): routes of SPEC §3, the envelope, health, metrics and pages. */
 export function createApiService(config: Config): ServiceSchema<ApiSettingsSchema> {
@@ -140,13 +151,7 @@ export function createApiService(config: Config): ServiceSchema<ApiSettingsSchem
     name: 'api',
     mixins: [ApiGateway],
     settings: {
-      port: config.port,
-      ip: config.host,
-      logRequest: null,
-      logResponse: null,
-      log4XXResponses: false,
-      logRequestParams: null,
-      logResponseData: null,
+      ...gatewayBase(config),
       routes: [
         {
           path: '/api/admin',

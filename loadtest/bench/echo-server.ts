@@ -5,10 +5,11 @@
  * Run like the service: `node dist/loadtest/bench/echo-server.js` with the bench's environment.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ServiceBroker, type Context } from 'moleculer';
+import { ServiceBroker } from 'moleculer';
 import ApiGateway from 'moleculer-web';
 import { loadConfig } from '../../config';
 import { brokerOptions } from '../../moleculer.config';
+import { envelope, gatewayBase } from '../../services/api.service';
 
 /** About the size and shape of a V2 submit answer. */
 const CONSTANT = {
@@ -17,18 +18,6 @@ const CONSTANT = {
   pollIntervalMs: 200,
   resultUrl: '/api/tickets/v2/purchase/result?messageId=00000000-0000-4000-8000-000000000000',
 };
-
-const envelope = (
-  _ctx: Context,
-  _route: unknown,
-  _req: IncomingMessage,
-  _res: ServerResponse,
-  data: unknown,
-) => ({
-  code: 200,
-  message: 'success',
-  data,
-});
 
 async function main(): Promise<void> {
   const config = loadConfig(process.env);
@@ -48,13 +37,7 @@ async function main(): Promise<void> {
     name: 'api',
     mixins: [ApiGateway],
     settings: {
-      port: config.port,
-      ip: config.host,
-      logRequest: null,
-      logResponse: null,
-      log4XXResponses: false,
-      logRequestParams: null,
-      logResponseData: null,
+      ...gatewayBase(config),
       routes: [
         {
           path: '/api',
