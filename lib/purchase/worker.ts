@@ -207,14 +207,16 @@ export class PurchaseWorker {
       ...(r.errorCode ? { errorCode: r.errorCode, errorMessage: r.errorMessage } : {}),
       ...(isTerminal(r.status) ? { completedAt: now } : {}),
     };
-    const fields = toFields(record);
+    // A waiting status changes three fields of the record admission wrote; a final one writes it whole.
+    const terminal = isTerminal(r.status);
+    const fields = toFields(terminal ? record : { status: r.status, attempts: r.attempts, updatedAt: now });
     const args: string[] = [];
     for (const field in fields) args.push(field, fields[field]);
     writes.push(
       this.redis.record(keys.result(message.messageId), this.config.resultTtlSeconds, r.status, ...args),
     );
     this.transitions$.next(record);
-    if (isTerminal(r.status)) {
+    if (terminal) {
       this.hooks.finished?.(record, Date.now() - Date.parse(message.queuedAt));
       if (r.errorCode === 5000) this.hooks.deadLettered?.(record);
     }

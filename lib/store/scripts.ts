@@ -106,14 +106,18 @@ return stock
 /**
  * record — writes a worker's status transition into the result hash, never stepping back: a stale
  * delivery (a worker that woke up after another finished the message) cannot turn a terminal
- * result into a non-terminal one, and nothing replaces a SUCCESS but a SUCCESS.
+ * result into a non-terminal one, and nothing replaces a SUCCESS but a SUCCESS. A non-terminal
+ * transition carries only what changed, so it updates an existing record and is skipped when the
+ * record is gone (Redis lost it): the terminal transition writes the whole record again.
  * KEYS: result
  * ARGV: ttlSeconds, status, field1, value1, field2, value2, …
- * Returns 1 when written, 0 when refused.
+ * Returns 1 when written, 0 when refused or skipped.
  */
 export const RECORD = `
 local current = redis.call('HGET', KEYS[1], 'status')
 local status = ARGV[2]
+local terminal = status == 'SUCCESS' or status == 'FAILED'
+if not terminal and not current then return 0 end
 if current == 'SUCCESS' and status ~= 'SUCCESS' then return 0 end
 if current == 'FAILED' and status ~= 'SUCCESS' and status ~= 'FAILED' then return 0 end
 if status == 'SUCCESS' then redis.call('HDEL', KEYS[1], 'errorCode', 'errorMessage') end

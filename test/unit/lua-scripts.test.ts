@@ -319,10 +319,18 @@ describe('Lua scripts', () => {
       redis.record(key, 60, status, ...Object.entries({ status, ...fields }).flat());
     const status = () => redis.hget(key, 'status');
 
-    it('writes a transition with the TTL', async () => {
+    it('writes a transition into the existing record, with the TTL', async () => {
+      await redis.hset(key, { messageId: 'rec1', status: 'PENDING', attempts: '0' });
       expect(await record('PROCESSING', { attempts: '1' })).toBe(1);
-      expect(await redis.hgetall(key)).toEqual({ status: 'PROCESSING', attempts: '1' });
+      expect(await redis.hgetall(key)).toEqual({ messageId: 'rec1', status: 'PROCESSING', attempts: '1' });
       expect(await redis.ttl(key)).toBeGreaterThan(0);
+    });
+
+    it('skips a non-terminal transition when the record is gone, and rewrites it whole when terminal', async () => {
+      expect(await record('PROCESSING', { attempts: '1' })).toBe(0);
+      expect(await redis.exists(key)).toBe(0);
+      expect(await record('SUCCESS', { messageId: 'rec1', ticketCode: 'T9' })).toBe(1);
+      expect(await redis.hgetall(key)).toEqual({ status: 'SUCCESS', messageId: 'rec1', ticketCode: 'T9' });
     });
 
     it('never steps back from a terminal status', async () => {
