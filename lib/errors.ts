@@ -22,7 +22,6 @@ export const ERRORS = {
 } as const;
 
 export type ErrorName = keyof typeof ERRORS;
-export type AppErrorCode = (typeof ERRORS)[ErrorName]['code'];
 
 const BY_CODE = new Map<number, (typeof ERRORS)[ErrorName]>(Object.values(ERRORS).map((e) => [e.code, e]));
 

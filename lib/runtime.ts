@@ -15,7 +15,6 @@ import type { PurchaseGateway } from './purchase/gateway';
 export class Runtime {
   private sequelize?: Sequelize;
   private redisClient?: Redis;
-  private closers: (() => Promise<void>)[] = [];
   private queuePromise?: Promise<PurchaseQueue>;
   /** Set by the purchase service on gateway nodes (long-poll and SSE need it). */
   gateway?: PurchaseGateway;
@@ -50,14 +49,7 @@ export class Runtime {
     return this.queuePromise;
   }
 
-  /** Registers a resource to close when the broker stops (last registered, first closed). */
-  onClose(closer: () => Promise<void>): void {
-    this.closers.unshift(closer);
-  }
-
   async close(): Promise<void> {
-    for (const close of this.closers) await close().catch(() => undefined);
-    this.closers = [];
     const queue = await this.queuePromise?.catch(() => undefined);
     await queue?.close();
     this.queuePromise = undefined;

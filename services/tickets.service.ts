@@ -159,13 +159,6 @@ const ticketsService: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
         return report;
       },
     },
-
-    isPaused: {
-      visibility: 'public',
-      async handler() {
-        return (await this.rt.redis.exists(keys.paused)) === 1;
-      },
-    },
   },
 
   methods: {

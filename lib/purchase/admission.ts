@@ -1,6 +1,6 @@
 import type Redis from 'ioredis';
 import type { Config } from '../../config';
-import { appError } from '../errors';
+import { appError, type AppError } from '../errors';
 import { checkSaleTime, type SaleCalendar } from '../sale/calendar';
 import { checkVerifyHash } from '../sale/verify-hash';
 import { keys } from '../store/keys';
@@ -87,7 +87,7 @@ export async function reserve(
 }
 
 /** Turns a refusal into its SPEC error. */
-export function refusal(admission: Exclude<Admission, { outcome: 'OK' }>): Error {
+export function refusal(admission: Exclude<Admission, { outcome: 'OK' }>): AppError {
   switch (admission.outcome) {
     case 'SOLD_OUT':
       return appError('SOLD_OUT');

@@ -17,7 +17,7 @@ import {
 } from './admission';
 import type { PurchaseQueue } from './queue';
 import { ResultHub } from './result-hub';
-import { fromOrder, readCachedResult, readResult, type ResultRecord } from './results';
+import { fromOrder, readCachedResult, type ResultRecord } from './results';
 
 export interface SubmitAnswer {
   messageId: string;
@@ -105,7 +105,7 @@ export class PurchaseGateway {
       case 'RATE_LIMITED':
         return this.refuse('rate_limited', 'RATE_LIMITED');
       default:
-        return this.refuse('unavailable', refusal(admission) as AppError); // the cache is being rebuilt
+        return this.refuse('unavailable', refusal(admission)); // the cache is being rebuilt
     }
     let seq: number;
     try {
@@ -166,7 +166,7 @@ export class PurchaseGateway {
   async resultByUser(userId: number, date: string): Promise<ResultRecord> {
     const claim = await this.rt.redis.hget(keys.claims(date), String(userId));
     if (claim && !isV1Claim(claim)) {
-      const record = await readResult(this.rt.redis, this.rt.db, claim);
+      const record = await this.lookup(claim);
       if (record) return this.decorate(record);
     }
     const order = await validOrderOf(this.rt.db, userId, date);
@@ -228,10 +228,6 @@ export class PurchaseGateway {
     this.paused = paused;
   }
 
-  get soldOutDays(): string[] {
-    return [...this.soldOut.keys()];
-  }
-
   /** Consumer progress, for queue positions and adaptive poll intervals. */
   async refreshBacklog(): Promise<void> {
     const info = await this.queue.consumerInfo();
@@ -248,10 +244,6 @@ export class PurchaseGateway {
       waiting: info.num_pending + info.num_ack_pending,
       at: now,
     };
-  }
-
-  get queueBacklog(): number {
-    return this.backlog.waiting;
   }
 
   private positionOf(seq: number | undefined): number | undefined {
@@ -278,6 +270,13 @@ export class PurchaseGateway {
   }
 
   private async read(messageId: string): Promise<ResultRecord> {
+    const record = await this.lookup(messageId);
+    if (!record) throw appError('NOT_FOUND', 'No such message');
+    return record;
+  }
+
+  /** Redis, then the database (a successful order outlives its cached result); terminal ones go to the LRU. */
+  private async lookup(messageId: string): Promise<ResultRecord | null> {
     let record = await readCachedResult(this.rt.redis, messageId);
     if (record) this.events.resultRead('redis');
     else {
@@ -285,17 +284,13 @@ export class PurchaseGateway {
       record = order ? fromOrder(order) : null;
       this.events.resultRead(record ? 'database' : 'miss');
     }
-    if (!record) throw appError('NOT_FOUND', 'No such message');
-    if (isTerminal(record.status)) this.terminal.set(messageId, record);
+    if (record && isTerminal(record.status)) this.terminal.set(messageId, record);
     return record;
   }
 
   private async existing(messageId: string): Promise<SubmitAnswer> {
     this.events.submitted('duplicate');
-    const record =
-      this.terminal.get(messageId) ??
-      (await readResult(this.rt.redis, this.rt.db, messageId)) ??
-      (await orderByMessageId(this.rt.db, messageId).then((o) => (o ? fromOrder(o) : null)));
+    const record = this.terminal.get(messageId) ?? (await this.lookup(messageId));
     const status = record?.status ?? 'PENDING';
     const position = status === 'PENDING' ? this.positionOf(record?.seq) : undefined;
     return {

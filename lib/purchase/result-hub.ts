@@ -26,8 +26,4 @@ export class ResultHub {
   emit(record: ResultRecord): void {
     this.subjects.get(record.messageId)?.next(record);
   }
-
-  get watched(): number {
-    return this.subjects.size;
-  }
 }

@@ -1,8 +1,7 @@
 import type Redis from 'ioredis';
-import type { Sequelize } from 'sequelize';
 import type { PurchaseStatus } from '../../machines/purchase.machine';
 import { keys } from '../store/keys';
-import { orderByMessageId, type OrderView } from '../tickets/orders';
+import type { OrderView } from '../tickets/orders';
 
 /** The result record of SPEC §3, as stored in the Redis hash `result:<messageId>`. */
 export interface ResultRecord {
@@ -63,18 +62,6 @@ export function fromOrder(order: OrderView): ResultRecord {
 
 export async function readCachedResult(redis: Redis, messageId: string): Promise<ResultRecord | null> {
   return parseRecord(await redis.hgetall(keys.result(messageId)));
-}
-
-/** Redis first; a successful order is still answered from the database after the cache lost it. */
-export async function readResult(
-  redis: Redis,
-  db: Sequelize,
-  messageId: string,
-): Promise<ResultRecord | null> {
-  const cached = await readCachedResult(redis, messageId);
-  if (cached) return cached;
-  const order = await orderByMessageId(db, messageId);
-  return order ? fromOrder(order) : null;
 }
 
 export async function writeResult(

@@ -53,7 +53,6 @@ export class PurchaseWorker {
   private stopping = false;
   private messages?: { stop(): void; close(): Promise<void | Error> };
   inFlight = 0;
-  processed = 0;
 
   constructor(
     private readonly config: Config,
@@ -120,7 +119,6 @@ export class PurchaseWorker {
       this.hooks.log.error('Message handling failed; it will be redelivered', err);
     } finally {
       this.inFlight--;
-      this.processed++;
     }
   }
 

@@ -1,9 +1,8 @@
-import { QueryTypes } from 'sequelize';
 import type { Runtime } from '../runtime';
 import { fromOrder, toFields } from '../purchase/results';
 import { keys } from '../store/keys';
 import { findDays } from './days';
-import type { OrderView } from './orders';
+import { validOrdersOfDay } from './orders';
 
 export interface DayRepair {
   date: string;
@@ -31,12 +30,7 @@ export async function reconcileCache(rt: Runtime, dates: readonly string[]): Pro
   const days = await findDays(db, dates);
   const report: RepairReport = { rebuilt: !wasReady, days: [], differences: 0 };
   for (const day of days) {
-    const orders = await db.query<OrderView>(
-      `SELECT order_no AS "orderNo", message_id AS "messageId", user_id AS "userId", date,
-         ticket_code AS "ticketCode", status, created_at AS "createdAt", cancelled_at AS "cancelledAt"
-       FROM orders WHERE date = $1 AND status = 'valid'`,
-      { bind: [day.date], type: QueryTypes.SELECT },
-    );
+    const orders = await validOrdersOfDay(db, day.date);
     const [cachedClaims, pending, cachedStock] = await Promise.all([
       redis.hgetall(keys.claims(day.date)),
       redis.hgetall(keys.pending(day.date)),

@@ -83,6 +83,13 @@ export async function orderByMessageId(db: Sequelize, messageId: string): Promis
   return row;
 }
 
+export async function validOrdersOfDay(db: Sequelize, date: string): Promise<OrderView[]> {
+  return db.query<OrderView>(`SELECT ${ORDER_COLUMNS} FROM orders WHERE date = $1 AND status = 'valid'`, {
+    bind: [date],
+    type: QueryTypes.SELECT,
+  });
+}
+
 export async function validOrderOf(
   db: Sequelize,
   userId: number,
