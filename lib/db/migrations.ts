@@ -73,4 +73,74 @@ export const migrations: Migration[] = [
       DROP SEQUENCE order_no_seq; DROP SEQUENCE ticket_code_seq;
     `),
   },
+  {
+    name: '002-place-orders',
+    // The order writer's whole batch in one statement (one round trip, one implicit transaction):
+    // lock the day, sort each request into its outcome, insert the granted orders, move the stock.
+    // Outcomes: 'inserted' (a new order), 'exists' (the order was made by an earlier delivery, or this
+    // is a later copy of a message in the same batch: a redelivery racing its original),
+    // 'no_such_day', 'unknown_user', 'already_purchased', 'sold_out'.
+    up: sql(`
+      CREATE FUNCTION place_orders(d DATE, message_ids VARCHAR[], user_ids BIGINT[], lock_ms INTEGER)
+      RETURNS TABLE (n INTEGER, outcome VARCHAR, order_no VARCHAR, ticket_code VARCHAR)
+      LANGUAGE plpgsql AS $$
+      #variable_conflict use_column
+      DECLARE
+        left_over INTEGER;
+        day_status VARCHAR;
+      BEGIN
+        PERFORM set_config('lock_timeout', lock_ms::text, true);
+        SELECT t.remaining, t.status INTO left_over, day_status FROM ticket_days t WHERE t.date = d FOR UPDATE;
+        IF NOT FOUND OR day_status <> 'on_sale' THEN
+          RETURN QUERY SELECT x.n::int, 'no_such_day'::varchar, NULL::varchar, NULL::varchar
+            FROM unnest(message_ids) WITH ORDINALITY AS x(m, n);
+          RETURN;
+        END IF;
+        RETURN QUERY
+        WITH req AS (
+          SELECT x.m, x.u, x.n::int AS n FROM unnest(message_ids, user_ids) WITH ORDINALITY AS x(m, u, n)
+        ), firsts AS (
+          SELECT DISTINCT ON (r.m) r.m, r.u, r.n FROM req r ORDER BY r.m, r.n
+        ), looked AS (
+          SELECT f.m, f.u, f.n, o.order_no AS done_no, o.ticket_code AS done_code,
+            EXISTS (SELECT 1 FROM users WHERE id = f.u) AS known,
+            EXISTS (SELECT 1 FROM orders v WHERE v.user_id = f.u AND v.date = d AND v.status = 'valid') AS holds
+          FROM firsts f LEFT JOIN orders o ON o.message_id = f.m
+        ), one_per_user AS (
+          SELECT DISTINCT ON (l.u) l.m, l.n FROM looked l
+          WHERE l.done_no IS NULL AND l.known AND NOT l.holds ORDER BY l.u, l.n
+        ), granted AS (
+          SELECT c.m, c.n FROM one_per_user c ORDER BY c.n LIMIT greatest(left_over, 0)
+        ), ins AS (
+          INSERT INTO orders (message_id, user_id, date, ticket_code)
+          SELECT l.m, l.u, d, make_ticket_code(d) FROM granted g JOIN looked l ON l.m = g.m ORDER BY g.n
+          ON CONFLICT DO NOTHING
+          RETURNING orders.message_id, orders.order_no, orders.ticket_code
+        ), moved AS (
+          UPDATE ticket_days t SET remaining = t.remaining - c.placed, sold = t.sold + c.placed,
+            version = t.version + 1, updated_at = now()
+          FROM (SELECT count(*)::int AS placed FROM ins) c
+          WHERE t.date = d AND c.placed > 0
+        )
+        SELECT r.n,
+          (CASE
+            WHEN l.done_no IS NOT NULL THEN 'exists'
+            WHEN NOT l.known THEN 'unknown_user'
+            WHEN i.message_id IS NOT NULL AND r.n = l.n THEN 'inserted'
+            WHEN i.message_id IS NOT NULL THEN 'exists'
+            WHEN g.m IS NOT NULL OR l.holds OR c.m IS NULL THEN 'already_purchased'
+            ELSE 'sold_out'
+          END)::varchar,
+          coalesce(l.done_no, i.order_no), coalesce(l.done_code, i.ticket_code)
+        FROM req r
+        JOIN looked l ON l.m = r.m
+        LEFT JOIN one_per_user c ON c.m = r.m
+        LEFT JOIN granted g ON g.m = r.m
+        LEFT JOIN ins i ON i.message_id = r.m
+        ORDER BY r.n;
+      END
+      $$;
+    `),
+    down: sql('DROP FUNCTION place_orders(DATE, VARCHAR[], BIGINT[], INTEGER);'),
+  },
 ];

@@ -1,5 +1,5 @@
 import { bufferTime, filter, Subject, type Subscription } from 'rxjs';
-import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
+import { QueryTypes, type Sequelize } from 'sequelize';
 import type Redis from 'ioredis';
 import type { OrderOutcome } from '../../machines/purchase.machine';
 import { ERRORS, isTransientError } from '../errors';
@@ -27,16 +27,41 @@ export interface OrderWriterOptions {
   onStockReturned?: (date: string) => void;
 }
 
+/** One row of `place_orders` (migration 002), in the order of the requests. */
+interface PlacedRow {
+  n: number;
+  outcome: 'inserted' | 'exists' | 'no_such_day' | 'unknown_user' | 'already_purchased' | 'sold_out';
+  orderNo: string | null;
+  ticketCode: string | null;
+}
+
 const rejected = (err: (typeof ERRORS)[keyof typeof ERRORS], message?: string): OrderOutcome => ({
   kind: 'rejected',
   errorCode: err.code,
   errorMessage: message ?? err.message,
 });
 
+function outcomeOf(row: PlacedRow): OrderOutcome {
+  switch (row.outcome) {
+    case 'inserted':
+    case 'exists':
+      return { kind: 'success', orderNo: row.orderNo!, ticketCode: row.ticketCode! };
+    case 'no_such_day':
+      return rejected(ERRORS.NO_SUCH_DAY);
+    case 'unknown_user':
+      return rejected(ERRORS.UNKNOWN_USER);
+    case 'already_purchased':
+      return rejected(ERRORS.ALREADY_PURCHASED);
+    case 'sold_out':
+      return rejected(ERRORS.SOLD_OUT);
+  }
+}
+
 /**
  * Turns purchase messages into orders in batches: requests that arrive together are buffered
- * (RxJS, by time and count) and written in one transaction per sale day — one row lock, one
- * conditional stock decrement, one multi-row insert that is idempotent on message id and (user, day).
+ * (RxJS, by time and count) and written in one statement per sale day, the database function
+ * `place_orders` (one round trip): one row lock, one multi-row insert that is idempotent on message
+ * id and (user, day), one stock decrement.
  * Each day is a lane that commits one batch at a time (its row lock serializes them anyway); what
  * arrives while a batch commits is written together next (group commit), so batches grow with the
  * load instead of queueing up as many small transactions.
@@ -111,104 +136,25 @@ export class OrderWriter {
     void this.settleReservations(group, outcomes).then(() => group.forEach((p, i) => p.resolve(outcomes[i])));
   }
 
-  /** One transaction for one day's requests; returns each request's outcome in order. */
-  private commit(group: Pending[]): Promise<OrderOutcome[]> {
-    const date = group[0].date;
-    for (const p of group) p.inserted = false;
-    return this.db.transaction(async (transaction) => {
-      const q = <T extends object>(sql: string, bind: unknown[]) =>
-        this.db.query<T>(sql, { bind, type: QueryTypes.SELECT, transaction });
-      await this.db.query(`SET LOCAL lock_timeout = ${Math.floor(this.opts.lockTimeoutMs)}`, { transaction });
-      const [day] = await q<{ remaining: number; status: string }>(
-        'SELECT remaining, status FROM ticket_days WHERE date = $1 FOR UPDATE',
-        [date],
-      );
-      if (!day || day.status !== 'on_sale') return group.map(() => rejected(ERRORS.NO_SUCH_DAY));
-
-      const messageIds = group.map((p) => p.messageId);
-      const userIds = [...new Set(group.map((p) => p.userId))];
-      // One connection per transaction: its queries run one after another.
-      const done = await q<{ messageId: string; orderNo: string; ticketCode: string; status: string }>(
-        `SELECT message_id AS "messageId", order_no AS "orderNo", ticket_code AS "ticketCode", status
-         FROM orders WHERE message_id = ANY($1::varchar[])`,
-        [messageIds],
-      );
-      const holders = await q<{ userId: number; messageId: string | null }>(
-        `SELECT user_id AS "userId", message_id AS "messageId" FROM orders
-         WHERE date = $1 AND status = 'valid' AND user_id = ANY($2::bigint[])`,
-        [date, userIds],
-      );
-      const known = await q<{ id: number }>('SELECT id FROM users WHERE id = ANY($1::bigint[])', [userIds]);
-      const doneById = new Map(done.map((o) => [o.messageId, o]));
-      const holderOf = new Map(holders.map((h) => [h.userId, h.messageId]));
-      const knownUsers = new Set(known.map((u) => u.id));
-
-      const outcomes: (OrderOutcome | null)[] = group.map(() => null);
-      const candidates: number[] = [];
-      const claimed = new Set<number>();
-      const firstOf = new Map<string, number>();
-      group.forEach((p, i) => {
-        // A second copy of a message in this batch (a redelivery racing the original) shares its outcome.
-        if (firstOf.has(p.messageId)) return;
-        firstOf.set(p.messageId, i);
-        const existing = doneById.get(p.messageId);
-        if (existing) {
-          // A redelivery of a message whose order is already committed: same ticket.
-          outcomes[i] = { kind: 'success', orderNo: existing.orderNo, ticketCode: existing.ticketCode };
-        } else if (!knownUsers.has(p.userId)) {
-          outcomes[i] = rejected(ERRORS.UNKNOWN_USER);
-        } else if (holderOf.has(p.userId) || claimed.has(p.userId)) {
-          outcomes[i] = rejected(ERRORS.ALREADY_PURCHASED);
-        } else {
-          claimed.add(p.userId);
-          candidates.push(i);
-        }
-      });
-
-      const granted = candidates.slice(0, Math.max(0, day.remaining));
-      for (const i of candidates.slice(granted.length)) outcomes[i] = rejected(ERRORS.SOLD_OUT);
-      if (granted.length > 0) {
-        const inserted = await this.insertOrders(
-          date,
-          granted.map((i) => group[i]),
-          transaction,
-        );
-        for (const i of granted) {
-          const row = inserted.get(group[i].messageId);
-          outcomes[i] = row ? { kind: 'success', ...row } : rejected(ERRORS.ALREADY_PURCHASED);
-          group[i].inserted = row !== undefined;
-        }
-        if (inserted.size > 0) {
-          await this.db.query(
-            `UPDATE ticket_days SET remaining = remaining - $2, sold = sold + $2, version = version + 1,
-               updated_at = now() WHERE date = $1`,
-            { bind: [date, inserted.size], transaction },
-          );
-        }
-      }
-      group.forEach((p, i) => (outcomes[i] ??= outcomes[firstOf.get(p.messageId)!]));
-      return outcomes as OrderOutcome[];
-    });
-  }
-
-  private async insertOrders(
-    date: string,
-    requests: OrderRequest[],
-    transaction: Transaction,
-  ): Promise<Map<string, { orderNo: string; ticketCode: string }>> {
-    const rows = await this.db.query<{ messageId: string; orderNo: string; ticketCode: string }>(
-      `INSERT INTO orders (message_id, user_id, date, ticket_code)
-       SELECT m, u, $1::date, make_ticket_code($1::date)
-       FROM unnest($2::varchar[], $3::bigint[]) WITH ORDINALITY AS x(m, u, n) ORDER BY n
-       ON CONFLICT DO NOTHING
-       RETURNING message_id AS "messageId", order_no AS "orderNo", ticket_code AS "ticketCode"`,
+  /** One statement (its own transaction) for one day's requests; returns each request's outcome in order. */
+  private async commit(group: Pending[]): Promise<OrderOutcome[]> {
+    const rows = await this.db.query<PlacedRow>(
+      'SELECT n, outcome, order_no AS "orderNo", ticket_code AS "ticketCode" FROM place_orders($1, $2, $3, $4)',
       {
-        bind: [date, requests.map((r) => r.messageId), requests.map((r) => r.userId)],
+        bind: [
+          group[0].date,
+          group.map((p) => p.messageId),
+          group.map((p) => p.userId),
+          Math.floor(this.opts.lockTimeoutMs),
+        ],
         type: QueryTypes.SELECT,
-        transaction,
       },
     );
-    return new Map(rows.map((r) => [r.messageId, { orderNo: r.orderNo, ticketCode: r.ticketCode }]));
+    return group.map((p, i) => {
+      const row = rows[i];
+      p.inserted = row.outcome === 'inserted';
+      return outcomeOf(row);
+    });
   }
 
   /** Brings each admission reservation to its end now that the database has decided. */

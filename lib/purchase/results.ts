@@ -72,3 +72,53 @@ export async function writeResult(
   const key = keys.result(record.messageId);
   await redis.multi().hset(key, toFields(record)).expire(key, ttlSeconds).exec();
 }
+
+interface Transition {
+  key: string;
+  status: string;
+  fields: Record<string, string>;
+  resolve(written: boolean): void;
+  reject(err: unknown): void;
+}
+
+/**
+ * Writes status transitions through RECORD, batched: what is recorded during one turn of the event
+ * loop goes to Redis as one script call (a worker writes two transitions per message; one call for
+ * many costs Redis and the client far less than one each). Resolves true when the transition was
+ * written, false when RECORD refused it.
+ */
+export class ResultRecorder {
+  private static readonly MAX_BATCH = 500;
+  private batch: Transition[] = [];
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly ttlSeconds: number,
+  ) {}
+
+  record(messageId: string, status: PurchaseStatus, fields: Record<string, string>): Promise<boolean> {
+    return new Promise((resolve, reject) => {
+      if (this.batch.length === 0) setImmediate(() => this.flush());
+      this.batch.push({ key: keys.result(messageId), status, fields, resolve, reject });
+    });
+  }
+
+  private flush(): void {
+    const all = this.batch;
+    this.batch = [];
+    for (let i = 0; i < all.length; i += ResultRecorder.MAX_BATCH)
+      this.write(all.slice(i, i + ResultRecorder.MAX_BATCH));
+  }
+
+  private write(batch: Transition[]): void {
+    const args: (string | number)[] = [this.ttlSeconds];
+    for (const t of batch) {
+      const pairs = Object.entries(t.fields).flat();
+      args.push(t.status, pairs.length / 2, ...pairs);
+    }
+    this.redis.record(batch.length, ...batch.map((t) => t.key), ...args).then(
+      (written) => batch.forEach((t, i) => t.resolve(written[i] === 1)),
+      (err: unknown) => batch.forEach((t) => t.reject(err)),
+    );
+  }
+}

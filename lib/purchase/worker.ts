@@ -15,7 +15,7 @@ import { isTransientError } from '../errors';
 import { settle } from './admission';
 import { OrderWriter } from './order-writer';
 import { decode, type PurchaseMessage, type PurchaseQueue } from './queue';
-import { toFields, type ResultRecord } from './results';
+import { ResultRecorder, toFields, type ResultRecord } from './results';
 import { keys } from '../store/keys';
 
 /** One delivery of a message, while its actor runs. */
@@ -46,6 +46,7 @@ export interface WorkerHooks {
  */
 export class PurchaseWorker {
   private readonly writer: OrderWriter;
+  private readonly recorder: ResultRecorder;
   private readonly transitions$ = new Subject<ResultRecord>();
   private readonly deliveries = new Map<string, Delivery>();
   private readonly machine: ReturnType<PurchaseWorker['provideEffects']>;
@@ -68,6 +69,7 @@ export class PurchaseWorker {
       onBatch: hooks.onBatch,
       onStockReturned: hooks.stockReturned,
     });
+    this.recorder = new ResultRecorder(redis, config.resultTtlSeconds);
     this.machine = this.provideEffects();
   }
 
@@ -208,11 +210,7 @@ export class PurchaseWorker {
     // A waiting status changes three fields of the record admission wrote; a final one writes it whole.
     const terminal = isTerminal(r.status);
     const fields = toFields(terminal ? record : { status: r.status, attempts: r.attempts, updatedAt: now });
-    const args: string[] = [];
-    for (const field in fields) args.push(field, fields[field]);
-    writes.push(
-      this.redis.record(keys.result(message.messageId), this.config.resultTtlSeconds, r.status, ...args),
-    );
+    writes.push(this.recorder.record(message.messageId, r.status, fields));
     this.transitions$.next(record);
     if (terminal) {
       this.hooks.finished?.(record, Date.now() - Date.parse(message.queuedAt));

@@ -7,7 +7,7 @@ declare module 'ioredis' {
     settle(...args: (string | number)[]): Result<number[], Context>;
     restock(...args: (string | number)[]): Result<number, Context>;
     adopt(...args: (string | number)[]): Result<number, Context>;
-    record(...args: (string | number)[]): Result<number, Context>;
+    record(...args: (string | number)[]): Result<number[], Context>;
   }
 }
 
@@ -29,7 +29,7 @@ export function createRedis(url: string, namespace: string, extra: RedisOptions 
   redis.defineCommand('settle', { numberOfKeys: 3, lua: SETTLE });
   redis.defineCommand('restock', { numberOfKeys: 2, lua: RESTOCK });
   redis.defineCommand('adopt', { numberOfKeys: 3, lua: ADOPT });
-  redis.defineCommand('record', { numberOfKeys: 1, lua: RECORD });
+  redis.defineCommand('record', { lua: RECORD }); // KEYS count first: the transitions batched
   return redis;
 }
 

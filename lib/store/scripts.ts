@@ -104,24 +104,36 @@ return stock
 `;
 
 /**
- * record — writes a worker's status transition into the result hash, never stepping back: a stale
+ * record — writes workers' status transitions into result hashes, never stepping back: a stale
  * delivery (a worker that woke up after another finished the message) cannot turn a terminal
  * result into a non-terminal one, and nothing replaces a SUCCESS but a SUCCESS. A non-terminal
  * transition carries only what changed, so it updates an existing record and is skipped when the
  * record is gone (Redis lost it): the terminal transition writes the whole record again.
- * KEYS: result
- * ARGV: ttlSeconds, status, field1, value1, field2, value2, …
- * Returns 1 when written, 0 when refused or skipped.
+ * Several transitions go in one call, applied in order (two of one message may be among them).
+ * KEYS: result1, result2, …
+ * ARGV: ttlSeconds, then for each key: status, fieldCount, field1, value1, field2, value2, …
+ * Returns, for each key, 1 when written, 0 when refused or skipped.
  */
 export const RECORD = `
-local current = redis.call('HGET', KEYS[1], 'status')
-local status = ARGV[2]
-local terminal = status == 'SUCCESS' or status == 'FAILED'
-if not terminal and not current then return 0 end
-if current == 'SUCCESS' and status ~= 'SUCCESS' then return 0 end
-if current == 'FAILED' and status ~= 'SUCCESS' and status ~= 'FAILED' then return 0 end
-if status == 'SUCCESS' then redis.call('HDEL', KEYS[1], 'errorCode', 'errorMessage') end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-return 1
+local written = {}
+local a = 2
+for i, key in ipairs(KEYS) do
+  local status = ARGV[a]
+  local first = a + 2
+  a = first + 2 * tonumber(ARGV[a + 1])
+  local current = redis.call('HGET', key, 'status')
+  local terminal = status == 'SUCCESS' or status == 'FAILED'
+  local ok = a > first and (terminal or current ~= false)
+    and not (current == 'SUCCESS' and status ~= 'SUCCESS')
+    and not (current == 'FAILED' and status ~= 'SUCCESS' and status ~= 'FAILED')
+  if ok then
+    if status == 'SUCCESS' then redis.call('HDEL', key, 'errorCode', 'errorMessage') end
+    redis.call('HSET', key, unpack(ARGV, first, a - 1))
+    redis.call('EXPIRE', key, ARGV[1])
+    written[i] = 1
+  else
+    written[i] = 0
+  end
+end
+return written
 `;

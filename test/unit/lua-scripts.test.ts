@@ -1,4 +1,5 @@
 import type Redis from 'ioredis';
+import { ResultRecorder } from '../../lib/purchase/results';
 import { keys } from '../../lib/store/keys';
 import { createRedis, deleteNamespace } from '../../lib/store/redis';
 import { eventually, uniqueNamespace } from '../helpers/app';
@@ -315,8 +316,12 @@ describe('Lua scripts', () => {
 
   describe('RECORD', () => {
     const key = keys.result('rec1');
-    const record = (status: string, fields: Record<string, string> = {}) =>
-      redis.record(key, 60, status, ...Object.entries({ status, ...fields }).flat());
+    const transition = (status: string, fields: Record<string, string> = {}) => {
+      const pairs = Object.entries({ status, ...fields }).flat();
+      return [status, pairs.length / 2, ...pairs];
+    };
+    const record = async (status: string, fields: Record<string, string> = {}) =>
+      (await redis.record(1, key, 60, ...transition(status, fields)))[0];
     const status = () => redis.hget(key, 'status');
 
     it('writes a transition into the existing record, with the TTL', async () => {
@@ -343,6 +348,45 @@ describe('Lua scripts', () => {
       await record('FAILED', { errorCode: '6002' });
       expect(await record('RETRYING')).toBe(0);
       expect(await status()).toBe('FAILED');
+    });
+
+    it('applies several transitions in one call, in order, each with its own answer', async () => {
+      const other = keys.result('rec2');
+      await redis.hset(key, { messageId: 'rec1', status: 'PENDING' });
+      const written = await redis.record(
+        3,
+        key,
+        other,
+        key,
+        60,
+        ...transition('PROCESSING', { attempts: '1' }),
+        ...transition('RETRYING'), // rec2 has no record: skipped
+        ...transition('SUCCESS', { ticketCode: 'T3' }),
+      );
+      expect(written).toEqual([1, 0, 1]);
+      expect(await redis.hgetall(key)).toEqual({
+        messageId: 'rec1',
+        status: 'SUCCESS',
+        attempts: '1',
+        ticketCode: 'T3',
+      });
+      expect(await redis.exists(other)).toBe(0);
+    });
+
+    it('ResultRecorder sends what is recorded in one turn as one call, in order', async () => {
+      const recorder = new ResultRecorder(redis, 60);
+      const calls = jest.spyOn(redis, 'record');
+      await redis.hset(key, { messageId: 'rec1', status: 'PENDING' });
+      const answers = await Promise.all([
+        recorder.record('rec1', 'PROCESSING', { status: 'PROCESSING', attempts: '1' }),
+        recorder.record('rec9', 'PROCESSING', { status: 'PROCESSING', attempts: '1' }),
+        recorder.record('rec1', 'SUCCESS', { status: 'SUCCESS', ticketCode: 'T4' }),
+      ]);
+      // Calls on the client itself (its auto-pipeline calls the same function once more).
+      expect(calls.mock.contexts.filter((self) => self === redis)).toHaveLength(1);
+      calls.mockRestore();
+      expect(answers).toEqual([true, false, true]);
+      expect(await redis.hgetall(key)).toMatchObject({ status: 'SUCCESS', attempts: '1', ticketCode: 'T4' });
     });
 
     it('lets a success replace a failure and clears its error', async () => {
