@@ -1,6 +1,7 @@
 import type Redis from 'ioredis';
 import type { PurchaseStatus } from '../../machines/purchase.machine';
 import { keys } from '../store/keys';
+import { TurnBuffer } from '../turn-buffer';
 import type { OrderView } from '../tickets/orders';
 
 /** The result record of SPEC §3, as stored in the Redis hash `result:<messageId>`. */
@@ -88,8 +89,7 @@ interface Transition {
  * written, false when RECORD refused it.
  */
 export class ResultRecorder {
-  private static readonly MAX_BATCH = 500;
-  private batch: Transition[] = [];
+  private readonly pending = new TurnBuffer<Transition>((batch) => this.write(batch), 500);
 
   constructor(
     private readonly redis: Redis,
@@ -97,17 +97,9 @@ export class ResultRecorder {
   ) {}
 
   record(messageId: string, status: PurchaseStatus, fields: Record<string, string>): Promise<boolean> {
-    return new Promise((resolve, reject) => {
-      if (this.batch.length === 0) setImmediate(() => this.flush());
-      this.batch.push({ key: keys.result(messageId), status, fields, resolve, reject });
-    });
-  }
-
-  private flush(): void {
-    const all = this.batch;
-    this.batch = [];
-    for (let i = 0; i < all.length; i += ResultRecorder.MAX_BATCH)
-      this.write(all.slice(i, i + ResultRecorder.MAX_BATCH));
+    return new Promise((resolve, reject) =>
+      this.pending.add({ key: keys.result(messageId), status, fields, resolve, reject }),
+    );
   }
 
   private write(batch: Transition[]): void {

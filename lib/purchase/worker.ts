@@ -16,7 +16,7 @@ import { settle } from './admission';
 import { OrderWriter } from './order-writer';
 import { decode, type PurchaseMessage, type PurchaseQueue } from './queue';
 import { ResultRecorder, toFields, type ResultRecord } from './results';
-import { keys } from '../store/keys';
+import { TurnBuffer } from '../turn-buffer';
 
 /** One delivery of a message, while its actor runs. */
 interface Delivery {
@@ -47,6 +47,7 @@ export interface WorkerHooks {
 export class PurchaseWorker {
   private readonly writer: OrderWriter;
   private readonly recorder: ResultRecorder;
+  private readonly replies = new TurnBuffer<() => void>((steps) => steps.forEach((step) => step()));
   private readonly transitions$ = new Subject<ResultRecord>();
   private readonly deliveries = new Map<string, Delivery>();
   private readonly machine: ReturnType<PurchaseWorker['provideEffects']>;
@@ -158,8 +159,24 @@ export class PurchaseWorker {
       if (!delivery) throw new Error(`No delivery for actor ${self.sessionId}`);
       return delivery;
     };
-    // Acks and naks wait for the result writes before them, so a client never sees an older status.
-    const after = (d: Delivery, step: () => unknown) => d.writes.push(Promise.all(d.writes).then(step));
+    // Acks and naks wait for the result writes before them, so a client never sees an older status;
+    // those of one turn go out together (one socket write).
+    const after = (d: Delivery, step: () => void) =>
+      d.writes.push(
+        Promise.all(d.writes).then(
+          () =>
+            new Promise<void>((done, fail) =>
+              this.replies.add(() => {
+                try {
+                  step();
+                  done();
+                } catch (err) {
+                  fail(err);
+                }
+              }),
+            ),
+        ),
+      );
     return purchaseMachine.provide({
       actions: {
         report: ({ self }, params: StatusReport) => this.report(of(self), params),
