@@ -13,8 +13,19 @@ import { publicDir } from '../lib/paths';
 import { runtimeOf } from '../lib/runtime';
 import { streamResult } from '../lib/purchase/stream';
 import { streamMonitor } from '../lib/monitor/stream';
+import type { PurchaseRequest } from '../lib/purchase/admission';
+import { purchaseParams } from '../lib/validation';
 
-type Req = IncomingMessage & { $ctx?: Context; $params?: Record<string, unknown> };
+type Req = IncomingMessage & {
+  $ctx?: Context;
+  $params?: Record<string, unknown>;
+  parsedUrl?: string;
+  query?: Record<string, unknown>;
+  body?: unknown;
+};
+type Next = (err?: unknown) => void;
+type Check = (value: unknown) => true | unknown[];
+type ApiService = Service & { validPurchase?: Check };
 /** Node sets `_httpMessage` to the response in progress on a server socket. */
 type ClientSocket = Socket & { _httpMessage?: ServerResponse | null };
 
@@ -32,6 +43,24 @@ function send(res: ServerResponse, status: number, body: Envelope): void {
     'Content-Length': Buffer.byteLength(payload),
   });
   res.end(payload);
+}
+
+const V2_SUBMIT = '/api/tickets/v2/purchase';
+
+/**
+ * The sold-out storm's shortcut (route middleware, after the body parser): a well-formed V2 submit
+ * that this gateway refuses on its own (sold out, paused, outside the sale) is answered here with
+ * the same envelope, without an action call. Anything else goes on to purchase.submit.
+ */
+function refuseLocally(this: ApiService, req: Req, res: ServerResponse, next: Next): void {
+  const gateway = req.method === 'POST' && req.parsedUrl === V2_SUBMIT && runtimeOf(this.broker).gateway;
+  if (!gateway) return next();
+  const body = req.body as PurchaseRequest | null | undefined;
+  const wellFormed = typeof body === 'object' && body !== null && this.validPurchase?.(body) === true;
+  if (!wellFormed || Object.keys(req.query ?? {}).length > 0) return next();
+  const refusal = gateway.refuseLocally(body);
+  if (!refusal) return next();
+  send(res, refusal.http, { code: refusal.code, message: refusal.message, data: null });
 }
 
 /** Maps any error to the SPEC envelope: our codes, validation, transport faults, and 5000 for the rest. */
@@ -184,7 +213,7 @@ export function createApiService(config: Config): ServiceSchema<ApiSettingsSchem
             'GET tickets/orders': 'tickets.orders',
             'POST tickets/orders/cancel': 'tickets.cancel',
             'GET tickets/stats': 'tickets.stats',
-            'POST tickets/v2/purchase': 'purchase.submit',
+            'POST tickets/v2/purchase': 'purchase.submit', // or refuseLocally, below
             'GET tickets/v2/purchase/result': 'purchase.result',
             'GET tickets/v2/purchase/result/user': 'purchase.resultByUser',
             'POST tickets/v2/purchase/results': 'purchase.results',
@@ -197,6 +226,7 @@ export function createApiService(config: Config): ServiceSchema<ApiSettingsSchem
             'GET monitor/snapshot': 'monitor.snapshot',
             'GET monitor/alerts': 'monitor.alerts',
           },
+          use: [refuseLocally],
           onAfterCall: envelope,
         },
         {
@@ -248,7 +278,11 @@ export function createApiService(config: Config): ServiceSchema<ApiSettingsSchem
         send(res, status, body);
       },
     },
-    created(this: Service) {
+    created(this: ApiService) {
+      // The body is checked by the action's own rules, compiled by the broker's validator.
+      const validator = this.broker.validator;
+      if (!validator) throw new Error('The gateway needs the broker validator');
+      this.validPurchase = validator.compile(purchaseParams) as Check;
       // Requests Node's HTTP parser refuses (e.g. a URL over the header limit) get the envelope too.
       const { server } = this as unknown as { server: Server };
       const answered = new WeakSet<Socket>();

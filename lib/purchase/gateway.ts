@@ -57,9 +57,14 @@ export class PurchaseGateway {
     this.terminal = new LRUCache({ max: Math.max(1, rt.config.cache.resultLruSize) });
   }
 
-  async submit(req: PurchaseRequest): Promise<SubmitAnswer | Refusal> {
-    const { config, redis } = this.rt;
-    const now = new Date();
+  /**
+   * The refusals this gateway decides alone, without I/O: the sale calendar, the pause flag and a
+   * day it knows is sold out. The crowd after a sell-out is answered before the hash is even
+   * checked: a user with no claim learns only what the ticket list already says. Until the day's
+   * claims snapshot is loaded the flag cannot tell buyers from the crowd, so Redis is asked.
+   * Undefined: the request needs the full admission.
+   */
+  refuseLocally(req: PurchaseRequest, now = new Date()): Refusal | undefined {
     try {
       checkSaleWindow(this.rt.calendar, req.date, now);
     } catch (err) {
@@ -67,11 +72,17 @@ export class PurchaseGateway {
     }
     if (this.paused) return this.refuse('paused', 'PAUSED');
     const known = this.soldOut.get(req.date);
-    // Until its claims snapshot is loaded the flag cannot tell buyers from the crowd: ask Redis.
+    if (known?.loaded && !known.claims.has(String(req.userId))) return this.refuse('sold_out', 'SOLD_OUT');
+    return undefined;
+  }
+
+  async submit(req: PurchaseRequest): Promise<SubmitAnswer | Refusal> {
+    const { config, redis } = this.rt;
+    const now = new Date();
+    const refused = this.refuseLocally(req, now);
+    if (refused) return refused;
+    const known = this.soldOut.get(req.date);
     const claim = known?.loaded ? known.claims.get(String(req.userId)) : undefined;
-    // The crowd after a sell-out is answered here, before the hash is even checked: a user with no
-    // claim learns only what the ticket list already says.
-    if (known?.loaded && !claim) return this.refuse('sold_out', 'SOLD_OUT');
     try {
       checkHash(config, req, now);
     } catch (err) {

@@ -22,6 +22,7 @@ async function pool<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>
   return out;
 }
 
+type MetricValue = { labels: Record<string, string>; value: number };
 type BatchEntry = ResultRecord | { messageId: string; code: number; message: string };
 
 describe('V2 flash crowd', () => {
@@ -139,4 +140,41 @@ describe('V2 flash crowd', () => {
     });
     expect(again.body.data).toMatchObject({ messageId: buyer.messageId, status: 'SUCCESS' });
   }, 120_000);
+
+  it('answers the crowd after the sell-out from the gateway alone, with the same checks as the action', async () => {
+    const date = app.dates[0];
+    const actionCalls = () =>
+      ((app.broker.metrics.getMetric('moleculer.request.total')?.snapshot() ?? []) as MetricValue[])
+        .filter((v) => v.labels.action === 'purchase.submit')
+        .reduce((sum, v) => sum + v.value, 0);
+    const queue = await app.rt.queue();
+    const lastSeq = async () => (await queue.jsm.streams.info(queue.names.stream)).state.last_seq;
+    const seqBefore = await lastSeq();
+    const callsBefore = actionCalls();
+
+    const user = USERS + 2;
+    const good = { userId: user, date, verifyHash: app.hash(user, date) };
+    const late = await app.post('/api/tickets/v2/purchase', good);
+    expect(late.status).toBe(409);
+    expect(late.body).toEqual({ code: 6002, message: expect.any(String), data: null });
+    // Answered without an action call.
+    expect(actionCalls()).toBe(callsBefore);
+
+    // What the action's rules refuse is still refused 1001, by the action: an unknown field, a wrong
+    // type, a bad date, a query parameter.
+    for (const [path, body] of [
+      ['/api/tickets/v2/purchase', { ...good, extra: 1 }],
+      ['/api/tickets/v2/purchase', { ...good, userId: String(user) }],
+      ['/api/tickets/v2/purchase', { ...good, date: '2025-02-30' }],
+      ['/api/tickets/v2/purchase?userId=1', good],
+    ] as const) {
+      const answer = await app.post(path, body);
+      expect({ path, body, status: answer.status, code: answer.body.code }).toMatchObject({
+        status: 400,
+        code: 1001,
+      });
+    }
+    expect(actionCalls()).toBe(callsBefore + 4);
+    expect(await lastSeq()).toBe(seqBefore);
+  });
 });
