@@ -17,7 +17,7 @@ import {
 } from './admission';
 import type { PurchaseQueue } from './queue';
 import { ResultHub } from './result-hub';
-import { fromOrder, readCachedResult, type ResultRecord } from './results';
+import { fromOrder, readCachedResult, ResultRecorder, type ResultRecord } from './results';
 
 export interface SubmitAnswer {
   messageId: string;
@@ -44,6 +44,8 @@ export interface GatewayEvents {
 export class PurchaseGateway {
   readonly hub = new ResultHub();
   private readonly terminal: LRUCache<string, ResultRecord>;
+  /** Adds the stream sequence to the PENDING records, for queue positions (one Redis call a turn). */
+  private readonly recorder: ResultRecorder;
   /** Days this gateway knows are sold out, with the claims snapshot that keeps resubmits idempotent. */
   private readonly soldOut = new Map<string, { claims: Map<string, string>; loaded: boolean }>();
   private paused = false;
@@ -55,6 +57,7 @@ export class PurchaseGateway {
     private readonly events: GatewayEvents,
   ) {
     this.terminal = new LRUCache({ max: Math.max(1, rt.config.cache.resultLruSize) });
+    this.recorder = new ResultRecorder(rt.redis, rt.config.resultTtlSeconds);
   }
 
   /**
@@ -136,7 +139,7 @@ export class PurchaseGateway {
         appError('UNAVAILABLE', 'The purchase queue is unavailable, try again'),
       );
     }
-    redis.hset(keys.result(messageId), 'seq', seq).catch(() => undefined);
+    this.recorder.record(messageId, 'PENDING', { seq: String(seq) }).catch(() => undefined);
     this.events.submitted('accepted');
     const position = this.positionOf(seq);
     return {

@@ -1,6 +1,7 @@
 import {
   AckPolicy,
   connect,
+  createInbox,
   DeliverPolicy,
   headers as natsHeaders,
   nanos,
@@ -9,11 +10,13 @@ import {
   type ConsumerInfo,
   type JetStreamClient,
   type JetStreamManager,
+  type Msg,
   type NatsConnection,
   type PubAck,
   type StoredMsg,
 } from 'nats';
 import type { Config } from '../../config';
+import { TurnBuffer } from '../turn-buffer';
 
 /** What travels on the queue for each accepted purchase. */
 export interface PurchaseMessage {
@@ -44,10 +47,102 @@ export function queueNames(namespace: string) {
   };
 }
 
+/** How long a publish waits for JetStream's acknowledgement. */
+const PUBLISH_TIMEOUT_MS = 5000;
+
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 export const encode = (value: unknown): Uint8Array => encoder.encode(JSON.stringify(value));
 export const decode = <T>(data: Uint8Array): T => JSON.parse(decoder.decode(data)) as T;
+
+interface Outgoing {
+  subject: string;
+  data: Uint8Array;
+  msgId: string;
+  token: string;
+}
+
+interface AwaitedAck {
+  resolve(ack: PubAck): void;
+  reject(err: Error): void;
+  deadline: number;
+}
+
+/**
+ * Publishes to JetStream and awaits the acknowledgements in bulk: every publish carries a reply
+ * subject under one inbox this connection subscribes to, the publishes of one event-loop turn go
+ * out in one socket write, and one timer expires the acknowledgements that never came. (The
+ * request path of nats.js makes a timer and an Error per answered request: at thousands of
+ * publishes a second, most of what a publish costs.)
+ */
+class BulkPublisher {
+  private readonly inbox = `${createInbox()}.`;
+  private readonly awaited = new Map<string, AwaitedAck>();
+  private readonly outgoing = new TurnBuffer<Outgoing>((batch) => batch.forEach((o) => this.send(o)));
+  private readonly expiry: NodeJS.Timeout;
+  private counter = 0;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly timeoutMs: number,
+  ) {
+    nc.subscribe(`${this.inbox}*`, { callback: (_err, msg) => this.acknowledged(msg) });
+    this.expiry = setInterval(() => this.expire(), Math.min(250, timeoutMs)).unref();
+  }
+
+  publish(subject: string, data: Uint8Array, msgId: string): Promise<PubAck> {
+    return new Promise((resolve, reject) => {
+      const token = (++this.counter).toString(36);
+      this.awaited.set(token, { resolve, reject, deadline: Date.now() + this.timeoutMs });
+      this.outgoing.add({ subject, data, msgId, token });
+    });
+  }
+
+  close(): void {
+    clearInterval(this.expiry);
+    this.fail(this.awaited.keys(), new Error('The purchase queue connection is closed'));
+  }
+
+  private send({ subject, data, msgId, token }: Outgoing): void {
+    const h = natsHeaders();
+    h.set('Nats-Msg-Id', msgId);
+    try {
+      this.nc.publish(subject, data, { reply: this.inbox + token, headers: h });
+    } catch (err) {
+      this.fail([token], err as Error);
+    }
+  }
+
+  private acknowledged(msg: Msg): void {
+    const token = msg.subject.slice(this.inbox.length);
+    const waiter = this.awaited.get(token);
+    if (!waiter) return;
+    this.awaited.delete(token);
+    // No stream listens on the subject: the server answers "no responders" (status 503, no body).
+    if (msg.data.length === 0) return waiter.reject(new Error(`No stream answered (${msg.headers?.code})`));
+    const ack = decode<PubAck & { error?: { description?: string } }>(msg.data);
+    if (ack.error) waiter.reject(new Error(`JetStream refused the message: ${ack.error.description}`));
+    else waiter.resolve({ ...ack, duplicate: ack.duplicate === true }); // the server omits a false one
+  }
+
+  /** Acknowledgements are awaited in publish order, so the oldest come first. */
+  private expire(): void {
+    const now = Date.now();
+    const late: string[] = [];
+    for (const [token, waiter] of this.awaited) {
+      if (waiter.deadline > now) break;
+      late.push(token);
+    }
+    this.fail(late, new Error('No JetStream acknowledgement in time'));
+  }
+
+  private fail(tokens: Iterable<string>, err: Error): void {
+    for (const token of [...tokens]) {
+      this.awaited.get(token)?.reject(err);
+      this.awaited.delete(token);
+    }
+  }
+}
 
 /**
  * The durable purchase queue on NATS JetStream: a work-queue stream partitioned by sale day
@@ -55,6 +150,7 @@ export const decode = <T>(data: Uint8Array): T => JSON.parse(decoder.decode(data
  */
 export class PurchaseQueue {
   readonly names: ReturnType<typeof queueNames>;
+  private readonly publisher: BulkPublisher;
   private constructor(
     readonly nc: NatsConnection,
     readonly js: JetStreamClient,
@@ -62,6 +158,7 @@ export class PurchaseQueue {
     private readonly config: Config,
   ) {
     this.names = queueNames(config.namespace);
+    this.publisher = new BulkPublisher(nc, PUBLISH_TIMEOUT_MS);
   }
 
   static async open(config: Config, name: string): Promise<PurchaseQueue> {
@@ -75,7 +172,7 @@ export class PurchaseQueue {
       noAsyncTraces: true,
     });
     const jsm = await nc.jetstreamManager({ timeout: 5000 });
-    const queue = new PurchaseQueue(nc, nc.jetstream({ timeout: 5000 }), jsm, config);
+    const queue = new PurchaseQueue(nc, nc.jetstream({ timeout: PUBLISH_TIMEOUT_MS }), jsm, config);
     await queue.ensure();
     return queue;
   }
@@ -132,7 +229,7 @@ export class PurchaseQueue {
 
   /** Publishes and waits for JetStream's acknowledgement; the message id de-duplicates republishes. */
   publish(message: PurchaseMessage, msgId = message.messageId): Promise<PubAck> {
-    return this.js.publish(this.names.subject(message.date), encode(message), { msgID: msgId });
+    return this.publisher.publish(this.names.subject(message.date), encode(message), msgId);
   }
 
   /** `sourceSeq` (purchase stream sequence): a resent message's next letter is not de-duplicated. */
@@ -201,6 +298,7 @@ export class PurchaseQueue {
 
   async close(): Promise<void> {
     await this.nc.drain().catch(() => this.nc.close());
+    this.publisher.close();
   }
 }
 

@@ -1,0 +1,43 @@
+import { loadConfig } from '../../config';
+import { PurchaseQueue, type PurchaseMessage } from '../../lib/purchase/queue';
+import { uniqueNamespace } from '../helpers/app';
+
+/** The queue's bulk publisher against the real JetStream, on streams of its own. */
+describe('Purchase queue publishing', () => {
+  const config = loadConfig({ ...process.env, NAMESPACE: uniqueNamespace('pub'), NODE_ENV: 'test' });
+  let queue: PurchaseQueue;
+  const message = (n: number): PurchaseMessage => ({
+    messageId: `m-${n}`,
+    userId: n,
+    date: '2030-01-01',
+    queuedAt: new Date().toISOString(),
+  });
+
+  beforeAll(async () => {
+    queue = await PurchaseQueue.open(config, 'publish-test');
+  });
+  afterAll(async () => {
+    await queue.destroy();
+    await queue.close();
+  });
+
+  it('acknowledges each of many concurrent publishes with its own stream sequence', async () => {
+    const acks = await Promise.all(Array.from({ length: 200 }, (_, i) => queue.publish(message(i))));
+    expect(acks.every((a) => a.stream === queue.names.stream && a.duplicate === false)).toBe(true);
+    expect(new Set(acks.map((a) => a.seq)).size).toBe(200);
+    const info = await queue.jsm.streams.info(queue.names.stream);
+    expect(info.state.messages).toBe(200);
+  });
+
+  it('reports a republish under the same id as a duplicate of the stored message', async () => {
+    const first = await queue.publish(message(500));
+    const again = await queue.publish(message(500));
+    expect(again).toMatchObject({ duplicate: true, seq: first.seq });
+  });
+
+  it('fails a publish that no stream takes, at once', async () => {
+    await queue.jsm.streams.delete(queue.names.stream);
+    await expect(queue.publish(message(900))).rejects.toThrow(/No stream answered/);
+    await queue.ensure();
+  });
+});
