@@ -80,7 +80,9 @@ const purchaseWorkerService: ServiceSchema<ServiceSettingSchema, Record<string, 
     this.queue = await this.rt.queue(this.broker.nodeID);
     this.worker = new PurchaseWorker(this.rt.config, this.rt.db, this.rt.redis, this.queue, {
       publish: (records: ResultRecord[]) => {
-        for (const r of records) this.broker.metrics.increment(METRICS.transitions, { status: r.status });
+        const perStatus = new Map<string, number>();
+        for (const r of records) perStatus.set(r.status, (perStatus.get(r.status) ?? 0) + 1);
+        for (const [status, n] of perStatus) this.broker.metrics.increment(METRICS.transitions, { status }, n);
         void this.broker.broadcast('purchase.results', { records });
       },
       finished: (_record, latencyMs) => this.broker.metrics.observe(METRICS.latency, latencyMs),
