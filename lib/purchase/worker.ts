@@ -1,6 +1,6 @@
 import { createActor, fromPromise, toPromise } from 'xstate';
-import { bufferTime, filter, from, mergeMap, Subject, type Subscription } from 'rxjs';
-import type { JsMsg } from 'nats';
+import { bufferTime, filter, firstValueFrom, mergeMap, Observable, Subject, type Subscription } from 'rxjs';
+import type { Consumer, ConsumerMessages, JsMsg } from 'nats';
 import type Redis from 'ioredis';
 import type { Sequelize } from 'sequelize';
 import type { Config } from '../../config';
@@ -17,6 +17,10 @@ import { OrderWriter } from './order-writer';
 import { decode, type PurchaseMessage, type PurchaseQueue } from './queue';
 import { ResultRecorder, toFields, type ResultRecord } from './results';
 import { TurnBuffer } from '../turn-buffer';
+
+/** How long one fetch waits for messages when the queue is empty. */
+const FETCH_EXPIRES_MS = 5000;
+const FETCH_RETRY_MS = 500;
 
 /** One delivery of a message, while its actor runs. */
 interface Delivery {
@@ -53,7 +57,8 @@ export class PurchaseWorker {
   private readonly machine: ReturnType<PurchaseWorker['provideEffects']>;
   private subscriptions: Subscription[] = [];
   private stopping = false;
-  private messages?: { stop(): void; close(): Promise<void | Error> };
+  private fetching?: ConsumerMessages;
+  private readonly freed$ = new Subject<void>();
   inFlight = 0;
 
   constructor(
@@ -84,18 +89,50 @@ export class PurchaseWorker {
         .subscribe((records) => this.hooks.publish(records)),
     );
     const consumer = await this.queue.js.consumers.get(this.queue.names.stream, this.queue.names.consumer);
-    const messages = await consumer.consume({ max_messages: this.config.worker.concurrency });
-    this.messages = messages;
     this.subscriptions.push(
-      from(messages)
+      this.pulled(consumer)
         .pipe(mergeMap((msg) => this.handle(msg), this.config.worker.concurrency))
         .subscribe({ error: (err) => this.hooks.log.error('Queue consumption stopped', err) }),
     );
   }
 
+  /**
+   * The queue's messages, fetched only as fast as this worker has room for them (a free quarter of
+   * its concurrency at least), so one worker never hoards a backlog the others could be working on.
+   */
+  private pulled(consumer: Consumer): Observable<JsMsg> {
+    const { concurrency } = this.config.worker;
+    const minPull = Math.max(1, Math.floor(concurrency / 4));
+    return new Observable<JsMsg>((subscriber) => {
+      const pulling = async () => {
+        while (!this.stopping && !subscriber.closed) {
+          const room = concurrency - this.inFlight;
+          if (room < minPull) {
+            await firstValueFrom(this.freed$);
+            continue;
+          }
+          try {
+            this.fetching = await consumer.fetch({ max_messages: room, expires: FETCH_EXPIRES_MS });
+            for await (const msg of this.fetching) subscriber.next(msg);
+          } catch (err) {
+            // NATS away or the consumer being recreated: JetStream redelivers what was not acked.
+            if (this.stopping) break;
+            this.hooks.log.warn('Fetching purchase messages failed; retrying', (err as Error).message);
+            await new Promise((r) => setTimeout(r, FETCH_RETRY_MS));
+          }
+        }
+      };
+      pulling().then(
+        () => subscriber.complete(),
+        (err: unknown) => subscriber.error(err),
+      );
+      return () => this.fetching?.stop();
+    });
+  }
+
   async stop(): Promise<void> {
     this.stopping = true;
-    this.messages?.stop();
+    this.fetching?.stop();
     // Let in-flight messages finish (their acks must go out) before closing.
     const deadline = Date.now() + 10_000;
     while (this.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
@@ -122,6 +159,7 @@ export class PurchaseWorker {
       this.hooks.log.error('Message handling failed; it will be redelivered', err);
     } finally {
       this.inFlight--;
+      this.freed$.next();
     }
   }
 
