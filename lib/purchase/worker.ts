@@ -22,6 +22,22 @@ import { TurnBuffer } from '../turn-buffer';
 const FETCH_EXPIRES_MS = 5000;
 const FETCH_RETRY_MS = 500;
 
+/** An ack or a nak, sent with the others of its event-loop turn. */
+interface Reply {
+  step(): void;
+  done(): void;
+  fail(err: unknown): void;
+}
+
+function sendReply({ step, done, fail }: Reply): void {
+  try {
+    step();
+    done();
+  } catch (err) {
+    fail(err);
+  }
+}
+
 /** One delivery of a message, while its actor runs. */
 interface Delivery {
   msg: JsMsg;
@@ -44,14 +60,15 @@ export interface WorkerHooks {
 }
 
 /**
- * Consumes the purchase queue: RxJS with bounded concurrency (mergeMap) over the durable pull
- * consumer, whose max_ack_pending bounds what the server hands out; one XState actor per message,
- * whose effects are supplied here; order writes batched by the OrderWriter.
+ * Consumes the purchase queue: RxJS with bounded concurrency (mergeMap) over messages fetched from
+ * the durable pull consumer as room frees up (max_ack_pending bounds what the server hands out to
+ * all workers); one XState actor per message, whose effects are supplied here; order writes batched
+ * by the OrderWriter; result writes and acks batched per event-loop turn.
  */
 export class PurchaseWorker {
   private readonly writer: OrderWriter;
   private readonly recorder: ResultRecorder;
-  private readonly replies = new TurnBuffer<() => void>((steps) => steps.forEach((step) => step()));
+  private readonly replies = new TurnBuffer<Reply>((batch) => batch.forEach(sendReply));
   private readonly transitions$ = new Subject<ResultRecord>();
   private readonly deliveries = new Map<string, Delivery>();
   private readonly machine: ReturnType<PurchaseWorker['provideEffects']>;
@@ -202,17 +219,7 @@ export class PurchaseWorker {
     const after = (d: Delivery, step: () => void) =>
       d.writes.push(
         Promise.all(d.writes).then(
-          () =>
-            new Promise<void>((done, fail) =>
-              this.replies.add(() => {
-                try {
-                  step();
-                  done();
-                } catch (err) {
-                  fail(err);
-                }
-              }),
-            ),
+          () => new Promise<void>((done, fail) => this.replies.add({ step, done, fail })),
         ),
       );
     return purchaseMachine.provide({
