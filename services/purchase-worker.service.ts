@@ -82,7 +82,8 @@ const purchaseWorkerService: ServiceSchema<ServiceSettingSchema, Record<string, 
       publish: (records: ResultRecord[]) => {
         const perStatus = new Map<string, number>();
         for (const r of records) perStatus.set(r.status, (perStatus.get(r.status) ?? 0) + 1);
-        for (const [status, n] of perStatus) this.broker.metrics.increment(METRICS.transitions, { status }, n);
+        for (const [status, n] of perStatus)
+          this.broker.metrics.increment(METRICS.transitions, { status }, n);
         void this.broker.broadcast('purchase.results', { records });
       },
       finished: (_record, latencyMs) => this.broker.metrics.observe(METRICS.latency, latencyMs),
