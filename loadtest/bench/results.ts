@@ -31,8 +31,6 @@ export class Results {
   readonly figures: Figure[] = [];
   readonly checks: Check[] = [];
   readonly details: Record<string, unknown> = {};
-  baselinePost?: LoadResult;
-  baselineGet?: LoadResult;
 
   constructor(readonly smoke: boolean) {}
 

@@ -142,7 +142,7 @@ export class Bench {
     return child;
   }
 
-  /** Starts the echo server (the baseline); call stopEcho when its measurements are done. */
+  /** Starts the echo server (the baseline); it runs until cleanup, idle between its measurements. */
   async startEcho(): Promise<Child> {
     const port = await freePort();
     const child = new Child('echo', 'echo', port, entryArgs(ECHO_ENTRY, this.opts.fromSource), {
@@ -153,10 +153,6 @@ export class Bench {
     if (child.pid) this.monitor.watch({ label: 'echo', pid: child.pid, service: false });
     await waitHealthy(child, '/health', 60_000);
     return child;
-  }
-
-  async stopEcho(): Promise<void> {
-    await this.echo?.stop();
   }
 
   /** Starts the service processes: the first gateway alone (it migrates and seeds), then the rest. */
