@@ -52,6 +52,8 @@ export const messageIdRule = { type: 'string', min: 1, max: 64, pattern: /^[A-Za
 export const orderNoRule = { type: 'string', min: 1, max: 32, pattern: /^[A-Za-z0-9-]+$/ } as const;
 export const totalRule = { type: 'number', integer: true, min: 0, max: 10_000_000 } as const;
 
+export const resultParams = { $$strict: true, messageId: messageIdRule, waitMs: waitMsRule } as const;
+
 export const purchaseParams = {
   $$strict: true,
   userId: userIdRule,

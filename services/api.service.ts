@@ -14,7 +14,8 @@ import { runtimeOf } from '../lib/runtime';
 import { streamResult } from '../lib/purchase/stream';
 import { streamMonitor } from '../lib/monitor/stream';
 import type { PurchaseRequest } from '../lib/purchase/admission';
-import { purchaseParams } from '../lib/validation';
+import { purchaseParams, resultParams } from '../lib/validation';
+import type { ResultRecord } from '../lib/purchase/results';
 
 type Req = IncomingMessage & {
   $ctx?: Context;
@@ -25,7 +26,7 @@ type Req = IncomingMessage & {
 };
 type Next = (err?: unknown) => void;
 type Check = (value: unknown) => true | unknown[];
-type ApiService = Service & { validPurchase?: Check };
+type ApiService = Service & { validPurchase?: Check; validResult?: Check };
 /** Node sets `_httpMessage` to the response in progress on a server socket. */
 type ClientSocket = Socket & { _httpMessage?: ServerResponse | null };
 
@@ -36,8 +37,11 @@ interface Envelope {
 }
 
 function send(res: ServerResponse, status: number, body: Envelope): void {
+  sendJson(res, status, JSON.stringify(body));
+}
+
+function sendJson(res: ServerResponse, status: number, payload: string): void {
   if (res.headersSent) return;
-  const payload = JSON.stringify(body);
   res.writeHead(status, {
     'Content-Type': 'application/json; charset=utf-8',
     'Content-Length': Buffer.byteLength(payload),
@@ -46,21 +50,49 @@ function send(res: ServerResponse, status: number, body: Envelope): void {
 }
 
 const V2_SUBMIT = '/api/tickets/v2/purchase';
+const V2_RESULT = '/api/tickets/v2/purchase/result';
+
+const isEmpty = (value: object | undefined): boolean => {
+  for (const _ in value) return false;
+  return true;
+};
+
+/** Success envelopes of terminal results, serialized once per record (records are immutable). */
+const resultAnswers = new WeakMap<ResultRecord, string>();
 
 /**
- * The sold-out storm's shortcut (route middleware, after the body parser): a well-formed V2 submit
- * that this gateway refuses on its own (sold out, paused, outside the sale) is answered here with
- * the same envelope, without an action call. Anything else goes on to purchase.submit.
+ * What the gateway answers from its own memory (route middleware, after the body parser), with the
+ * same envelope and without an action call: a well-formed V2 submit it refuses alone (sold out,
+ * paused, outside the sale) — the sold-out storm — and a well-formed poll of a terminal result it
+ * holds. Anything else goes on to its action.
  */
-function refuseLocally(this: ApiService, req: Req, res: ServerResponse, next: Next): void {
-  const gateway = req.method === 'POST' && req.parsedUrl === V2_SUBMIT && runtimeOf(this.broker).gateway;
+function answerLocally(this: ApiService, req: Req, res: ServerResponse, next: Next): void {
+  const gateway = runtimeOf(this.broker).gateway;
   if (!gateway) return next();
-  const body = req.body as PurchaseRequest | null | undefined;
-  const wellFormed = typeof body === 'object' && body !== null && this.validPurchase?.(body) === true;
-  if (!wellFormed || Object.keys(req.query ?? {}).length > 0) return next();
-  const refusal = gateway.refuseLocally(body);
-  if (!refusal) return next();
-  send(res, refusal.http, { code: refusal.code, message: refusal.message, data: null });
+  if (req.method === 'POST' && req.parsedUrl === V2_SUBMIT) {
+    const body = req.body as PurchaseRequest | null | undefined;
+    if (typeof body !== 'object' || body === null) return next();
+    if (!isEmpty(req.query) || this.validPurchase?.(body) !== true) return next();
+    const refusal = gateway.refuseLocally(body);
+    if (!refusal) return next();
+    return send(res, refusal.http, { code: refusal.code, message: refusal.message, data: null });
+  }
+  if (req.method === 'GET' && req.parsedUrl === V2_RESULT) {
+    const query = req.query as { messageId?: string } | undefined;
+    // A body (moleculer-web merges or refuses it) is for the action's rules to judge.
+    const { body } = req;
+    if (body !== undefined && !(typeof body === 'object' && body !== null && isEmpty(body))) return next();
+    if (this.validResult?.(query) !== true || !query?.messageId) return next();
+    const record = gateway.terminalResult(query.messageId);
+    if (!record) return next();
+    let answer = resultAnswers.get(record);
+    if (answer === undefined) {
+      answer = JSON.stringify({ code: 200, message: 'success', data: record });
+      resultAnswers.set(record, answer);
+    }
+    return sendJson(res, 200, answer);
+  }
+  next();
 }
 
 /** Maps any error to the SPEC envelope: our codes, validation, transport faults, and 5000 for the rest. */
@@ -213,8 +245,8 @@ export function createApiService(config: Config): ServiceSchema<ApiSettingsSchem
             'GET tickets/orders': 'tickets.orders',
             'POST tickets/orders/cancel': 'tickets.cancel',
             'GET tickets/stats': 'tickets.stats',
-            'POST tickets/v2/purchase': 'purchase.submit', // or refuseLocally, below
-            'GET tickets/v2/purchase/result': 'purchase.result',
+            'POST tickets/v2/purchase': 'purchase.submit', // or answerLocally, below
+            'GET tickets/v2/purchase/result': 'purchase.result', // or answerLocally, below
             'GET tickets/v2/purchase/result/user': 'purchase.resultByUser',
             'POST tickets/v2/purchase/results': 'purchase.results',
             'GET tickets/v2/purchase/stream'(this: Service, req: Req, res: ServerResponse) {
@@ -226,7 +258,7 @@ export function createApiService(config: Config): ServiceSchema<ApiSettingsSchem
             'GET monitor/snapshot': 'monitor.snapshot',
             'GET monitor/alerts': 'monitor.alerts',
           },
-          use: [refuseLocally],
+          use: [answerLocally],
           onAfterCall: envelope,
         },
         {
@@ -279,10 +311,11 @@ export function createApiService(config: Config): ServiceSchema<ApiSettingsSchem
       },
     },
     created(this: ApiService) {
-      // The body is checked by the action's own rules, compiled by the broker's validator.
+      // answerLocally checks requests by the actions' own rules, compiled by the broker's validator.
       const validator = this.broker.validator;
       if (!validator) throw new Error('The gateway needs the broker validator');
       this.validPurchase = validator.compile(purchaseParams) as Check;
+      this.validResult = validator.compile(resultParams) as Check;
       // Requests Node's HTTP parser refuses (e.g. a URL over the header limit) get the envelope too.
       const { server } = this as unknown as { server: Server };
       const answered = new WeakSet<Socket>();

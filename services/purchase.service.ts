@@ -7,7 +7,7 @@ import { METRICS, registerMetrics } from '../lib/metrics';
 import { SubmitCounter } from '../lib/monitor/submit-counter';
 import { runtimeOf, type Runtime } from '../lib/runtime';
 import { keys } from '../lib/store/keys';
-import { dateRule, messageIdRule, purchaseParams, userIdQueryRule, waitMsRule } from '../lib/validation';
+import { dateRule, messageIdRule, purchaseParams, resultParams, userIdQueryRule } from '../lib/validation';
 
 type Vars = {
   rt: Runtime;
@@ -41,11 +41,7 @@ const purchaseService: ServiceSchema<ServiceSettingSchema, Record<string, never>
     },
 
     result: {
-      params: {
-        $$strict: true,
-        messageId: messageIdRule,
-        waitMs: waitMsRule,
-      },
+      params: resultParams,
       handler(ctx: Context<{ messageId: string; waitMs?: number }>) {
         return this.gateway.result(ctx.params.messageId, ctx.params.waitMs ?? 0);
       },

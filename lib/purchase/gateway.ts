@@ -151,13 +151,17 @@ export class PurchaseGateway {
     };
   }
 
+  /** A terminal result this gateway holds in memory (its LRU), or undefined. */
+  terminalResult(messageId: string): ResultRecord | undefined {
+    const cached = this.terminal.get(messageId);
+    if (cached) this.events.resultRead('lru');
+    return cached;
+  }
+
   /** The result record; with `waitMs` it waits for a terminal status (long poll). */
   async result(messageId: string, waitMs = 0): Promise<ResultRecord & { pollIntervalMs?: number }> {
-    const cached = this.terminal.get(messageId);
-    if (cached) {
-      this.events.resultRead('lru');
-      return cached;
-    }
+    const cached = this.terminalResult(messageId);
+    if (cached) return cached;
     if (waitMs <= 0) return this.decorate(await this.read(messageId));
     // Watch before reading, so a transition between the two cannot be missed.
     let wake!: (record: ResultRecord | null) => void;

@@ -23,6 +23,14 @@ export const resultOf = (app: TestApp, messageId: string, waitMs?: number) =>
       (waitMs === undefined ? '' : `&waitMs=${waitMs}`),
   );
 
+type MetricValue = { labels: Record<string, string>; value: number };
+
+/** How many times this app's broker has run `action` (Moleculer's request counter). */
+export function actionCalls(app: TestApp, action: string): number {
+  const values = (app.broker.metrics.getMetric('moleculer.request.total')?.snapshot() ?? []) as MetricValue[];
+  return values.filter((v) => v.labels.action === action).reduce((sum, v) => sum + v.value, 0);
+}
+
 /** Polls the result until it is SUCCESS or FAILED (30 s at most). */
 export async function terminal(app: TestApp, messageId: string): Promise<PolledResult> {
   return eventually(async () => {

@@ -4,7 +4,7 @@ import { QueryTypes } from 'sequelize';
 import { loadConfig } from '../../config';
 import { createBroker } from '../../lib/broker';
 import { eventually, readSse, startApp, type Envelope, type TestApp } from '../helpers/app';
-import { resultOf, submit, terminal, type PolledResult } from '../helpers/purchase';
+import { actionCalls, resultOf, submit, terminal, type PolledResult } from '../helpers/purchase';
 
 type Result = PolledResult;
 type SseEvent = { event: string; data: Result };
@@ -87,6 +87,29 @@ describe('V2 asynchronous purchase', () => {
     // The advertised result URL answers the same record.
     const viaUrl = await app.get<Result>(resultUrl);
     expect(viaUrl.body.data).toMatchObject({ messageId, status: 'SUCCESS', ticketCode: result.ticketCode });
+  });
+
+  it('answers polls of a terminal result from the gateway memory, with the checks of the action', async () => {
+    const { messageId } = (await submit(app, 111, today)).body.data;
+    const result = await terminal(app, messageId);
+    const resultCalls = () => actionCalls(app, 'purchase.result');
+    const before = resultCalls();
+    for (const query of [`messageId=${messageId}`, `messageId=${messageId}&waitMs=1000`]) {
+      const answer = await app.get<Result>(`/api/tickets/v2/purchase/result?${query}`);
+      expect(answer.status).toBe(200);
+      expect(answer.body).toEqual({ code: 200, message: 'success', data: result });
+    }
+    expect(resultCalls()).toBe(before);
+    // What the action's rules refuse is still refused 1001, by the action.
+    for (const query of [`messageId=${messageId}&extra=1`, `messageId=${messageId}&waitMs=x`]) {
+      const answer = await app.get(`/api/tickets/v2/purchase/result?${query}`);
+      expect({ query, status: answer.status, code: answer.body.code }).toEqual({
+        query,
+        status: 400,
+        code: 1001,
+      });
+    }
+    expect(resultCalls()).toBe(before + 2);
   });
 
   it('answers a resubmit after success with the same messageId and no new message or order', async () => {
