@@ -36,6 +36,8 @@ interface Envelope {
   data: unknown;
 }
 
+const success = (data: unknown): Envelope => ({ code: 200, message: 'success', data });
+
 function send(res: ServerResponse, status: number, body: Envelope): void {
   sendJson(res, status, JSON.stringify(body));
 }
@@ -87,7 +89,7 @@ function answerLocally(this: ApiService, req: Req, res: ServerResponse, next: Ne
     if (!record) return next();
     let answer = resultAnswers.get(record);
     if (answer === undefined) {
-      answer = JSON.stringify({ code: 200, message: 'success', data: record });
+      answer = JSON.stringify(success(record));
       resultAnswers.set(record, answer);
     }
     return sendJson(res, 200, answer);
@@ -186,10 +188,7 @@ export const envelope = (
   _req: Req,
   _res: ServerResponse,
   data: unknown,
-): Envelope =>
-  isRefusal(data)
-    ? { code: data.code, message: data.message, data: null }
-    : { code: 200, message: 'success', data };
+): Envelope => (isRefusal(data) ? { code: data.code, message: data.message, data: null } : success(data));
 
 /** What every gateway shares: the service's and the benchmark's echo baseline. */
 export const gatewayBase = (config: Config) => ({

@@ -150,6 +150,8 @@ export class OrderWriter {
         type: QueryTypes.SELECT,
       },
     );
+    if (rows.length !== group.length)
+      throw new Error(`place_orders answered ${rows.length} rows for ${group.length} requests`);
     return group.map((p, i) => {
       const row = rows[i];
       p.inserted = row.outcome === 'inserted';
