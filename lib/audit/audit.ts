@@ -304,15 +304,7 @@ async function audit(
 ): Promise<AuditReport> {
   const checks: AuditCheck[] = [];
   const dateFilter = o.dates ? 'WHERE d.date = ANY($1::date[])' : '';
-  const { rows: dayRows } = await c.db.query<{
-    date: string;
-    status: string;
-    total: number;
-    sold: number;
-    remaining: number;
-    validOrders: number;
-    cancelledOrders: number;
-  }>(
+  const { rows: dayRows } = await c.db.query<Omit<DayFigures, 'cacheStock' | 'pending'>>(
     `SELECT to_char(d.date, 'YYYY-MM-DD') AS date, d.status, d.total, d.sold, d.remaining,
        count(o.id) FILTER (WHERE o.status = 'valid')::int AS "validOrders",
        count(o.id) FILTER (WHERE o.status = 'cancelled')::int AS "cancelledOrders"

@@ -16,6 +16,7 @@ import {
 } from 'rxjs';
 import { localMonitor, type Monitor, type MonitorFeed } from './monitor';
 import type { Alert, MonitorSnapshot } from './types';
+import { openEventStream } from '../sse';
 
 type StreamEvent = { event: 'snapshot'; data: MonitorSnapshot } | { event: 'alert'; data: Alert };
 
@@ -78,13 +79,7 @@ export function streamMonitor(
     return;
   }
   const events$ = monitor ? localEvents(monitor) : remoteEvents(broker, intervalMs);
-  res.writeHead(200, {
-    'Content-Type': 'text/event-stream; charset=utf-8',
-    'Cache-Control': 'no-cache, no-transform',
-    Connection: 'keep-alive',
-    'X-Accel-Buffering': 'no',
-  });
-  res.write('retry: 2000\n\n');
+  openEventStream(res);
   openStreams++;
   let subscription: Subscription | undefined = undefined;
   let closed = false;

@@ -4,6 +4,7 @@ import { isTerminal } from '../../machines/purchase.machine';
 import type { Runtime } from '../runtime';
 import type { ResultRecord } from './results';
 import { messageIdRule } from '../validation';
+import { openEventStream } from '../sse';
 
 const HEARTBEAT_MS = 15_000;
 const MAX_STREAM_MS = 10 * 60_000;
@@ -43,13 +44,7 @@ export function streamResult(rt: Runtime, req: IncomingMessage, res: ServerRespo
   gateway
     .result(messageId)
     .then((first) => {
-      res.writeHead(200, {
-        'Content-Type': 'text/event-stream; charset=utf-8',
-        'Cache-Control': 'no-cache, no-transform',
-        Connection: 'keep-alive',
-        'X-Accel-Buffering': 'no',
-      });
-      res.write('retry: 2000\n\n');
+      openEventStream(res);
       subscription = concat(of(first), updates)
         .pipe(
           distinctUntilChanged((a: ResultRecord, b: ResultRecord) => a.status === b.status),
