@@ -20,6 +20,8 @@ import { TurnBuffer } from '../turn-buffer';
 
 /** How long one fetch waits for messages when the queue is empty. */
 const FETCH_EXPIRES_MS = 5000;
+/** At most this many per fetch, so one worker's open request does not take a steady flow whole. */
+const FETCH_BATCH = 100;
 const FETCH_RETRY_MS = 500;
 
 /** An ack or a nak, sent with the others of its event-loop turn. */
@@ -129,7 +131,10 @@ export class PurchaseWorker {
             continue;
           }
           try {
-            this.fetching = await consumer.fetch({ max_messages: room, expires: FETCH_EXPIRES_MS });
+            this.fetching = await consumer.fetch({
+              max_messages: Math.min(room, FETCH_BATCH),
+              expires: FETCH_EXPIRES_MS,
+            });
             for await (const msg of this.fetching) subscriber.next(msg);
           } catch (err) {
             // NATS away or the consumer being recreated: JetStream redelivers what was not acked.

@@ -577,11 +577,11 @@ export async function waitAccepted(load: Load, count: number): Promise<void> {
 }
 
 /** Waits (up to 20 s) until the purchase consumer holds unacknowledged deliveries; returns how many. */
-export function waitInFlight(dep: Deployment, failure: string): Promise<number> {
+export function waitInFlight(dep: Deployment, failure: string, atLeast = 1): Promise<number> {
   return waitFor(
     async () => {
       const unacked = (await dep.consumerInfo()).num_ack_pending;
-      return unacked > 0 ? unacked : undefined;
+      return unacked >= atLeast ? unacked : undefined;
     },
     20_000,
     () => failure,
