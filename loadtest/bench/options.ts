@@ -3,7 +3,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 
 /** The scenarios of SPEC §6, plus the echo ceiling they are compared with. */
-export const SCENARIOS = ['echo', 'submit', 'storm', 'poll', 'drain', 'flash'] as const;
+export const SCENARIOS = ['echo', 'floor', 'submit', 'storm', 'poll', 'drain', 'flash'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
 export interface BenchOptions {
@@ -55,7 +55,7 @@ Options:
   --gateways <n>       gateway processes (default 1)
   --workers <n>        separate worker processes; 0 = the worker runs inside each gateway (default 2: measured best on 2 cores)
   --only <list>        comma-separated subset of: ${SCENARIOS.join(', ')}
-                       (echo is measured too whenever submit, storm or poll runs)
+                       (echo is measured too whenever floor, submit, storm or poll runs)
   --out <file>         write the results as JSON to this file
   --smoke              tiny numbers, checks the invariants only (exit code 1 if one fails)
   --strict             exit code 1 also when a performance target is missed

@@ -19,6 +19,11 @@ export const ECHO_ENTRY: Entry = {
   source: 'loadtest/bench/echo-server.ts',
 };
 
+export const FLOOR_ENTRY: Entry = {
+  dist: 'dist/loadtest/bench/floor-server.js',
+  source: 'loadtest/bench/floor-server.ts',
+};
+
 export function entryArgs(entry: Entry, fromSource: boolean): string[] {
   if (fromSource) return ['--import', 'tsx', join(ROOT, entry.source)];
   const file = join(ROOT, entry.dist);
@@ -42,7 +47,7 @@ export function freePort(): Promise<number> {
   });
 }
 
-export type Role = 'gateway' | 'worker' | 'echo';
+export type Role = 'gateway' | 'worker' | 'baseline';
 
 /** One child process of the benchmark: a service node or the echo server. */
 export class Child {

@@ -8,6 +8,7 @@ import {
   echoScenario,
   finalInvariants,
   flashScenario,
+  floorScenario,
   pollScenario,
   stormScenario,
   submitScenario,
@@ -51,8 +52,10 @@ export async function runBench(opts: BenchOptions, command = 'npm run bench'): P
       `namespace ${bench.namespace}, database ${new URL(bench.config.databaseUrl).pathname.slice(1)}; ` +
         `${opts.gateways} gateway(s) + ${opts.workers} worker(s)${opts.fromSource ? ' (from source)' : ''}`,
     );
-    if (wants('echo') || wants('submit') || wants('storm') || wants('poll'))
+    if (wants('echo') || wants('floor') || wants('submit') || wants('storm') || wants('poll'))
       await echoScenario(bench, results);
+    // Before the service starts: the floor has the machine to itself, like the echo.
+    if (wants('floor')) await floorScenario(bench, results);
     if (['submit', 'storm', 'poll', 'drain', 'flash'].some((s) => wants(s as Scenario))) {
       progress.line('starting the service (migrations, seeding users)…');
       await bench.startService();
@@ -103,7 +106,7 @@ export async function runBench(opts: BenchOptions, command = 'npm run bench'): P
     });
   }
 
-  const order = ['echo-post', 'echo-get', 'submit', 'storm', 'poll', 'drain', 'flash', 'flash-outcome'];
+  const order = ['echo-post', 'echo-get', 'floor', 'submit', 'storm', 'poll', 'drain', 'flash', 'flash-outcome'];
   const rank = (id: string) => (order.includes(id) ? order.indexOf(id) : order.length);
   results.figures.sort((a, b) => rank(a.id) - rank(b.id));
 
@@ -122,7 +125,7 @@ export async function runBench(opts: BenchOptions, command = 'npm run bench'): P
       layout: {
         gateways: opts.gateways,
         workers: opts.workers,
-        processes: bench.children.filter((c) => c.role !== 'echo').map((c) => c.name),
+        processes: bench.children.filter((c) => c.role !== 'baseline').map((c) => c.name),
       },
       command,
       serviceEnv: bench.passedThrough,

@@ -1,4 +1,7 @@
 import type autocannon from 'autocannon';
+import { loadConfig } from '../../config';
+import { PurchaseQueue } from '../../lib/purchase/queue';
+import { saleDates } from '../../lib/sale/calendar';
 import { keys } from '../../lib/store/keys';
 import { eachLimit, type Answer } from './client';
 import { Latencies, runLoad, type LoadResult, type LoadSpec } from './load';
@@ -248,6 +251,62 @@ export async function echoScenario(bench: Bench, results: Results): Promise<void
       errors: errorsColumn(load),
     });
   }
+}
+
+/**
+ * The submit floor: the least an accepted submit needs (validation, calendar, verify hash, one Redis
+ * admission, one acknowledged JetStream publish) on the echo's gateway, with nothing else running.
+ * No SPEC target of its own: its ratio to the echo is the most the full submit could reach here.
+ */
+export async function floorScenario(bench: Bench, results: Results): Promise<void> {
+  bench.progress.line('submit floor: starting the floor gateway (admission + publish, nothing else)');
+  const floor = await bench.startFloor();
+  const pairs = new PairAllocator(Number(bench.env.SEED_USERS), [...saleDates(bench.config.sale)]);
+  const spec = {
+    urls: [floor.url],
+    connections: bench.opts.connections,
+    request: purchaseRequest(bench, () => pairs.take(), '/api/floor'),
+  };
+  const warm = await warmup(bench, 'submit floor', spec);
+  const baseline = await echoBefore(bench, results, 'POST', 'floor');
+  const load = await measured(bench, 'submit floor', spec);
+  const ratio = round(load.rps / Math.max(1, baseline.rps), 2);
+  results.figure({
+    id: 'floor',
+    figure: '(1) submit floor: admission + publish alone, no workers',
+    value: load.rps,
+    unit: 'req/s',
+    baseline: baseline.rps,
+    ratio,
+    target: '- (bounds (1))',
+    ...latencyColumns(load.latencyMs),
+    errors: errorsColumn(load),
+  });
+
+  // Every answered submit is on the floor's stream (requests cut off by the end of a run may be too).
+  const queue = await PurchaseQueue.open(
+    loadConfig({ ...bench.env, NAMESPACE: bench.floorNamespace }),
+    'bench',
+  );
+  const published = await queue.jsm.streams
+    .info(queue.names.stream)
+    .then((info) => info.state.messages)
+    .finally(() => queue.close());
+  const answered = (warm ? ok200(warm) : 0) + ok200(load);
+  results.check(
+    'floor',
+    'every answer is 200 (accepted)',
+    ok200(load) === load.completed && load.errors === 0 && pairs.used <= pairs.capacity,
+    errorsColumn(load),
+  );
+  results.check(
+    'floor',
+    'every accepted submit is on the stream',
+    answered <= published && published <= pairs.used,
+    `${published} messages for ${answered} answered 200 (incl. warm-up), ${pairs.used} sent`,
+  );
+  results.details.floor = { load, answered, published, sent: pairs.used };
+  await floor.stop();
 }
 
 /** (1) Submit with distinct users and stock available. */

@@ -10,7 +10,16 @@ import { cleanupNamespace, isolatedEnv } from '../../test/helpers/app';
 import { HttpClient } from './client';
 import { Monitor } from './monitor';
 import type { BenchOptions } from './options';
-import { Child, ECHO_ENTRY, entryArgs, freePort, SERVICE_ENTRY, waitHealthy } from './procs';
+import {
+  Child,
+  ECHO_ENTRY,
+  entryArgs,
+  FLOOR_ENTRY,
+  freePort,
+  SERVICE_ENTRY,
+  waitHealthy,
+  type Entry,
+} from './procs';
 import type { Progress } from './progress';
 
 /** Variables the bench sets itself: isolation, production mode, secrets, the days and users it needs. */
@@ -96,6 +105,7 @@ export class Bench {
   readonly gateways: Child[] = [];
   readonly workers: Child[] = [];
   echo?: Child;
+  floor?: Child;
   db?: pg.Client;
   redis?: Redis;
   queue?: PurchaseQueue;
@@ -123,7 +133,7 @@ export class Bench {
   }
 
   get children(): Child[] {
-    return [...this.gateways, ...this.workers, ...(this.echo ? [this.echo] : [])];
+    return [this.echo, this.floor, ...this.gateways, ...this.workers].filter((c) => c !== undefined);
   }
 
   hash(userId: number, date: string): string {
@@ -144,13 +154,30 @@ export class Bench {
 
   /** Starts the echo server (the baseline); it runs until cleanup, idle between its measurements. */
   async startEcho(): Promise<Child> {
-    const port = await freePort();
-    const child = new Child('echo', 'echo', port, entryArgs(ECHO_ENTRY, this.opts.fromSource), {
+    this.echo = await this.startBaseline('echo', ECHO_ENTRY, this.env);
+    return this.echo;
+  }
+
+  /** Starts the submit floor, in a namespace of its own (keys and streams the service never sees). */
+  async startFloor(): Promise<Child> {
+    this.floor = await this.startBaseline('floor', FLOOR_ENTRY, {
       ...this.env,
+      NAMESPACE: this.floorNamespace,
+    });
+    return this.floor;
+  }
+
+  get floorNamespace(): string {
+    return `${this.namespace}floor`;
+  }
+
+  private async startBaseline(name: string, entry: Entry, env: Record<string, string>): Promise<Child> {
+    const port = await freePort();
+    const child = new Child(name, 'baseline', port, entryArgs(entry, this.opts.fromSource), {
+      ...env,
       PORT: String(port),
     });
-    this.echo = child;
-    if (child.pid) this.monitor.watch({ label: 'echo', pid: child.pid, service: false });
+    if (child.pid) this.monitor.watch({ label: name, pid: child.pid, service: false });
     await waitHealthy(child, '/health', 60_000);
     return child;
   }
@@ -226,10 +253,12 @@ export class Bench {
       await this.db?.end().catch(() => undefined);
       this.redis?.disconnect();
       await this.queue?.close().catch(() => undefined);
-      if (this.started) {
-        await cleanupNamespace(this.config).catch((err: Error) =>
-          this.progress.line(`warning: cleanup of ${this.namespace} failed: ${err.message}`),
-        );
+      const warn = (namespace: string) => (err: Error) =>
+        this.progress.line(`warning: cleanup of ${namespace} failed: ${err.message}`);
+      if (this.started) await cleanupNamespace(this.config).catch(warn(this.namespace));
+      if (this.floor) {
+        const floorConfig = loadConfig({ ...this.env, NAMESPACE: this.floorNamespace });
+        await cleanupNamespace(floorConfig, { keepDatabase: true }).catch(warn(this.floorNamespace));
       }
     })();
     return this.cleaned;

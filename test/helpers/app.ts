@@ -126,7 +126,7 @@ export async function startApp(overrides: Record<string, string> = {}): Promise<
 }
 
 /** Removes everything an isolated instance left behind: database, Redis keys, JetStream streams. */
-export async function cleanupNamespace(config: Config): Promise<void> {
+export async function cleanupNamespace(config: Config, { keepDatabase = false } = {}): Promise<void> {
   const redis = createRedis(config.redisUrl, config.namespace);
   try {
     await deleteNamespace(redis, config.namespace);
@@ -136,7 +136,7 @@ export async function cleanupNamespace(config: Config): Promise<void> {
   const queue = await PurchaseQueue.open(config, 'cleanup');
   await queue.destroy();
   await queue.close();
-  await dropDatabase(config.databaseUrl);
+  if (!keepDatabase) await dropDatabase(config.databaseUrl);
 }
 
 /** Polls until `check` returns a value (not undefined) or the deadline passes. */

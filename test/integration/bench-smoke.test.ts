@@ -30,7 +30,7 @@ describe('bench --smoke', () => {
     expect(failed).toEqual([]);
     expect(report.invariantsOk).toBe(true);
     expect(new Set(report.checks.map((c) => c.scenario))).toEqual(
-      new Set(['echo', 'submit', 'storm', 'poll', 'drain', 'flash', 'all']),
+      new Set(['echo', 'floor', 'submit', 'storm', 'poll', 'drain', 'flash', 'all']),
     );
   });
 
@@ -40,6 +40,7 @@ describe('bench --smoke', () => {
       expect.arrayContaining([
         'echo-post',
         'echo-get',
+        'floor',
         'submit',
         'storm',
         'poll',
@@ -50,12 +51,12 @@ describe('bench --smoke', () => {
     );
     expect(ids.some((id) => id.startsWith('rss-'))).toBe(true);
     expect(report.figures.every((f) => f.pass === null)).toBe(true);
-    for (const id of ['echo-post', 'submit', 'storm', 'poll']) {
+    for (const id of ['echo-post', 'floor', 'submit', 'storm', 'poll']) {
       expect(report.figures.find((f) => f.id === id)?.value).toEqual(expect.any(Number));
     }
   });
 
-  it('leaves nothing behind: database, Redis keys, streams', async () => {
+  it('leaves nothing behind: database, Redis keys, streams (the service and the floor)', async () => {
     const ns = report.meta.namespace;
     const adminUrl = new URL(setting('DATABASE_URL'));
     adminUrl.pathname = '/postgres';
@@ -74,7 +75,7 @@ describe('bench --smoke', () => {
       const left: string[] = [];
       let cursor = '0';
       do {
-        const [next, found] = await redis.scan(cursor, 'MATCH', `${ns}:*`, 'COUNT', 1000);
+        const [next, found] = await redis.scan(cursor, 'MATCH', `${ns}*`, 'COUNT', 1000);
         cursor = next;
         left.push(...found);
       } while (cursor !== '0');
@@ -85,8 +86,10 @@ describe('bench --smoke', () => {
     const nc = await connect({ servers: setting('NATS_URL').split(',') });
     try {
       const jsm = await nc.jetstreamManager();
-      await expect(jsm.streams.info(queueNames(ns).stream)).rejects.toThrow(/not found/i);
-      await expect(jsm.streams.info(queueNames(ns).dlqStream)).rejects.toThrow(/not found/i);
+      for (const namespace of [ns, `${ns}floor`]) {
+        await expect(jsm.streams.info(queueNames(namespace).stream)).rejects.toThrow(/not found/i);
+        await expect(jsm.streams.info(queueNames(namespace).dlqStream)).rejects.toThrow(/not found/i);
+      }
     } finally {
       await nc.close();
     }

@@ -1,0 +1,83 @@
+/**
+ * The gateway the bench's baselines run on: the service's configuration loading, broker options
+ * (logger, validator, metrics), body parser and envelope, without a transporter. The echo ceiling
+ * answers a constant from it; the submit floor does the least work an accepted submit needs.
+ * Run like the service, with the bench's environment.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ServiceBroker, type ServiceSchema } from 'moleculer';
+import ApiGateway from 'moleculer-web';
+import { loadConfig, type Config } from '../../config';
+import { brokerOptions } from '../../moleculer.config';
+import { envelope, gatewayBase } from '../../services/api.service';
+
+export interface Baseline {
+  name: string;
+  /** The action behind `POST /api/<name>` and `GET /api/<name>`. */
+  action: string;
+  services(config: Config): ServiceSchema[];
+}
+
+export async function serveBaseline(baseline: Baseline): Promise<void> {
+  const config = loadConfig(process.env);
+  const broker = new ServiceBroker({
+    ...brokerOptions(config, `${config.namespace}-${baseline.name}-${process.pid}`),
+    transporter: undefined,
+  });
+  for (const schema of baseline.services(config)) broker.createService(schema);
+  broker.createService({
+    name: 'api',
+    mixins: [ApiGateway],
+    settings: {
+      ...gatewayBase(config),
+      routes: [
+        {
+          path: '/api',
+          mappingPolicy: 'restrict',
+          bodyParsers: { json: { strict: true, limit: config.http.bodyLimit }, urlencoded: false },
+          logging: false,
+          aliases: {
+            [`GET ${baseline.name}`]: baseline.action,
+            [`POST ${baseline.name}`]: baseline.action,
+          },
+          onAfterCall: envelope,
+        },
+        {
+          path: '/',
+          mappingPolicy: 'restrict',
+          bodyParsers: false,
+          logging: false,
+          aliases: { 'GET health': 'api.health' },
+          onAfterCall: envelope,
+        },
+      ],
+      onError(_req: IncomingMessage, res: ServerResponse, err: Error & { code?: number }) {
+        const status = typeof err.code === 'number' && err.code >= 400 && err.code < 600 ? err.code : 500;
+        const payload = JSON.stringify({
+          code: status === 404 ? 404 : 5000,
+          message: err.message,
+          data: null,
+        });
+        res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8' });
+        res.end(payload);
+      },
+    },
+    actions: { health: () => ({ up: true }) },
+  });
+  const stop = () => {
+    broker
+      .stop()
+      .catch(() => undefined)
+      .finally(() => process.exit(0));
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+  await broker.start();
+}
+
+export function runBaseline(baseline: Baseline): void {
+  serveBaseline(baseline).catch((err: unknown) => {
+    console.error(`The ${baseline.name} baseline failed:`, err instanceof Error ? err.message : err);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,67 @@
+/**
+ * The "submit floor": the least work any accepted V2 submit needs, on the echo's gateway. It
+ * validates the body with the service's rules, checks the sale calendar and the verify hash, makes
+ * the service's one-round-trip Redis admission and one JetStream publish through the service's
+ * publisher, awaiting its acknowledgement. Nothing else runs beside it: no workers and no database,
+ * no result events, no metrics, no queue positions. The full service cannot submit faster than this
+ * on the same machine, so its ratio to the echo bounds what the submit scenario can reach.
+ * It uses its own NAMESPACE (keys and streams); the bench removes them at the end.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Context } from 'moleculer';
+import type { Config } from '../../config';
+import { appError } from '../../lib/errors';
+import { checkRequest, refusal, reserve, type PurchaseRequest } from '../../lib/purchase/admission';
+import { Runtime } from '../../lib/runtime';
+import { saleDates } from '../../lib/sale/calendar';
+import { keys } from '../../lib/store/keys';
+import { purchaseParams } from '../../lib/validation';
+import { runBaseline } from './baseline-gateway';
+
+/** Stock for every sale day: the floor never runs out. */
+const FLOOR_STOCK = 1_000_000_000;
+
+async function submit(runtime: Runtime, req: PurchaseRequest) {
+  const { config, redis } = runtime;
+  const now = new Date();
+  checkRequest(config, runtime.calendar, req, now);
+  const messageId = randomUUID();
+  const admission = await reserve(redis, config, req, messageId, config.resultTtlSeconds, now);
+  if (admission.outcome !== 'OK') throw refusal(admission);
+  const queue = await runtime.queue('floor');
+  const queuedAt = now.toISOString();
+  await queue.publish({ messageId, userId: req.userId, date: req.date, queuedAt }).catch(() => {
+    throw appError('UNAVAILABLE', 'The purchase queue is unavailable, try again');
+  });
+  return {
+    messageId,
+    status: 'PENDING',
+    pollIntervalMs: config.poll.minMs,
+    resultUrl: `/api/tickets/v2/purchase/result?messageId=${messageId}`,
+  };
+}
+
+runBaseline({
+  name: 'floor',
+  action: 'floor.submit',
+  services: (config: Config) => {
+    const runtime = new Runtime(config);
+    return [
+      {
+        name: 'floor',
+        actions: {
+          submit: {
+            params: purchaseParams,
+            handler: (ctx: Context<PurchaseRequest>) => submit(runtime, ctx.params),
+          },
+        },
+        async started() {
+          await runtime.queue('floor');
+          const stock = saleDates(runtime.calendar).flatMap((date) => [keys.stock(date), FLOOR_STOCK]);
+          await runtime.redis.mset(keys.ready, new Date().toISOString(), ...stock);
+        },
+        stopped: () => runtime.close(),
+      },
+    ];
+  },
+});
