@@ -106,7 +106,17 @@ export async function runBench(opts: BenchOptions, command = 'npm run bench'): P
     });
   }
 
-  const order = ['echo-post', 'echo-get', 'floor', 'submit', 'storm', 'poll', 'drain', 'flash', 'flash-outcome'];
+  const order = [
+    'echo-post',
+    'echo-get',
+    'floor',
+    'submit',
+    'storm',
+    'poll',
+    'drain',
+    'flash',
+    'flash-outcome',
+  ];
   const rank = (id: string) => (order.includes(id) ? order.indexOf(id) : order.length);
   results.figures.sort((a, b) => rank(a.id) - rank(b.id));
 

@@ -173,9 +173,11 @@ export class Bench {
 
   private async startBaseline(name: string, entry: Entry, env: Record<string, string>): Promise<Child> {
     const port = await freePort();
+    // The service's V8 flags too: a baseline differs from the service only in what it does per request.
     const child = new Child(name, 'baseline', port, entryArgs(entry, this.opts.fromSource), {
       ...env,
       PORT: String(port),
+      ...(this.opts.nodeOptions ? { NODE_OPTIONS: this.opts.nodeOptions } : {}),
     });
     if (child.pid) this.monitor.watch({ label: name, pid: child.pid, service: false });
     await waitHealthy(child, '/health', 60_000);
