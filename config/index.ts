@@ -45,6 +45,8 @@ export interface Config {
     retryBaseMs: number;
     batchSize: number;
     batchMs: number;
+    /** Nice level of a worker-only process (see lib/main.ts). */
+    nice: number;
   };
   poll: { minMs: number; maxMs: number; longPollMaxMs: number };
   cache: { resultLruSize: number };
@@ -139,6 +141,7 @@ const schema = {
   WORKER_RETRY_BASE_MS: ['100', int(1)],
   WORKER_BATCH_SIZE: ['500', int(1, 10_000)],
   WORKER_BATCH_MS: ['5', int(0, 10_000)],
+  WORKER_NICE: ['19', int(0, 19)],
   POLL_MIN_MS: ['500', int(10)],
   POLL_MAX_MS: ['5000', int(10)],
   LONG_POLL_MAX_MS: ['30000', int(0, 30000)],
@@ -296,6 +299,7 @@ export function loadConfig(env: Env = process.env, warn: (msg: string) => void =
       retryBaseMs: v('WORKER_RETRY_BASE_MS'),
       batchSize: v('WORKER_BATCH_SIZE'),
       batchMs: v('WORKER_BATCH_MS'),
+      nice: v('WORKER_NICE'),
     },
     poll: { minMs: pollMin, maxMs: pollMax, longPollMaxMs: v('LONG_POLL_MAX_MS') },
     cache: { resultLruSize: v('RESULT_LRU_SIZE') },

@@ -1,8 +1,25 @@
-import { ConfigError, loadConfig } from '../config';
+import { setPriority } from 'node:os';
+import { ConfigError, loadConfig, type Config } from '../config';
 import { createBroker } from './broker';
+
+/**
+ * A worker-only node gives way to everything else on its machine (WORKER_NICE): when a crowd
+ * arrives, the gateways' answers come first and the orders drain with the CPU that is left. A node
+ * that also serves HTTP keeps its priority.
+ */
+function yieldToGateways(config: Config): void {
+  const { services, worker } = config;
+  if (worker.nice === 0 || !services.includes('purchase-worker') || services.includes('api')) return;
+  try {
+    setPriority(worker.nice);
+  } catch (err) {
+    console.warn(`[config] WORKER_NICE ${worker.nice} not applied: ${(err as Error).message}`);
+  }
+}
 
 async function main(): Promise<void> {
   const config = loadConfig(process.env, (msg) => console.warn(`[config] ${msg}`));
+  yieldToGateways(config);
   const broker = createBroker(config);
   let stopping = false;
   const stop = async (signal: string) => {

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { CONFIG_DEFAULTS } from '../../config';
 
 /** The scenarios of SPEC §6, plus the echo ceiling they are compared with. */
 export const SCENARIOS = ['echo', 'floor', 'submit', 'storm', 'poll', 'drain', 'flash'] as const;
@@ -33,8 +34,8 @@ export interface BenchOptions {
   flashStock: number;
   /** Messages in the order-drain burst (already scaled). */
   drainMessages: number;
-  /** Scheduling niceness of the worker processes (0-19): gateways first when CPU is short. */
-  workerNice: number;
+  /** WORKER_NICE of the worker processes (0-19); null: the service's default. */
+  workerNice: number | null;
   /** Extra node flags for the service processes (e.g. --max-old-space-size=256), to study memory. */
   nodeOptions: string;
   /** Progress output (false in tests). */
@@ -60,7 +61,8 @@ Options:
   --smoke              tiny numbers, checks the invariants only (exit code 1 if one fails)
   --strict             exit code 1 also when a performance target is missed
   --from-source        run the service from the TypeScript sources (tsx) instead of dist/
-  --worker-nice <n>    run worker processes at this nice level (0-19; default 0)
+  --worker-nice <n>    WORKER_NICE of the worker processes: 0-19, 0 = as urgent as the gateways
+                       (default: the service's default, ${CONFIG_DEFAULTS.WORKER_NICE})
   --node-options <s>   NODE_OPTIONS for the service processes (default: what \`npm start\` uses,
                        package.json config.nodeOptions)
   --no-progress        no progress lines on stderr (the table is still printed)
@@ -155,10 +157,12 @@ export function parseOptions(argv: string[]): BenchOptions | null {
     flashUsers: Math.max(8, Math.round(20_000 * scale)),
     flashStock: Math.max(2, Math.round(5_000 * scale)),
     drainMessages: Math.max(10, Math.round(20_000 * scale)),
-    workerNice: number('worker-nice', v['worker-nice'], 0, 0),
+    workerNice: v['worker-nice'] === undefined ? null : number('worker-nice', v['worker-nice'], 0, 0),
     nodeOptions: v['node-options'] ?? serviceNodeOptions(),
     progress: v['no-progress'] !== true,
   };
+  if (options.workerNice !== null && options.workerNice > 19)
+    throw new UsageError(`--worker-nice must be 0-19 (got "${options.workerNice}")`);
   if (options.gateways > 16 || options.workers > 16)
     throw new UsageError('at most 16 gateways and 16 workers');
   return options;

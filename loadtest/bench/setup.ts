@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { setPriority } from 'node:os';
 import type Redis from 'ioredis';
 import pg from 'pg';
 import { ALL_SERVICES, CONFIG_DEFAULTS, loadConfig, type Config } from '../../config';
@@ -78,6 +77,7 @@ export function benchEnv(
     // Production defaults where the test environment differs (the caller's environment may override).
     QUEUE_STORAGE: CONFIG_DEFAULTS.QUEUE_STORAGE,
     RATE_LIMIT_USER_MAX: CONFIG_DEFAULTS.RATE_LIMIT_USER_MAX,
+    WORKER_NICE: CONFIG_DEFAULTS.WORKER_NICE,
     ...passedThrough,
     SALE_WINDOW: '00:00-24:00',
     DATABASE_URL: dbUrl.toString(),
@@ -144,10 +144,9 @@ export class Bench {
     const port = role === 'gateway' ? await freePort() : null;
     const env: Record<string, string> = { ...this.env, SERVICES: services, PORT: String(port ?? 0) };
     if (this.opts.nodeOptions) env.NODE_OPTIONS = this.opts.nodeOptions;
+    if (this.opts.workerNice !== null) env.WORKER_NICE = String(this.opts.workerNice);
     const child = new Child(name, role, port, entryArgs(SERVICE_ENTRY, this.opts.fromSource), env);
     if (child.pid) this.monitor.watch({ label: name, pid: child.pid, service: true });
-    if (child.pid && role === 'worker' && this.opts.workerNice > 0)
-      setPriority(child.pid, this.opts.workerNice);
     (role === 'gateway' ? this.gateways : this.workers).push(child);
     return child;
   }

@@ -62,6 +62,8 @@ export function isolatedEnv(
     HASH_SECRET: `test-secret-${namespace}-0123456789abcdef`,
     QUEUE_STORAGE: 'memory',
     RATE_LIMIT_USER_MAX: '50',
+    // Tests measure no scheduling: a worker node starved by the test's own load would only slow them.
+    WORKER_NICE: '0',
     ...overrides,
   };
 }

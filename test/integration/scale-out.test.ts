@@ -1,4 +1,6 @@
+import { getPriority } from 'node:os';
 import { ServiceBroker } from 'moleculer';
+import { CONFIG_DEFAULTS } from '../../config';
 import { METRICS } from '../../lib/metrics';
 import {
   acceptedIds,
@@ -190,5 +192,19 @@ describe('scale-out: two gateways and two workers as separate nodes', () => {
       `[scale-out] rate limit: user ${userId} sent ${answers.length} submits alternating the two gateways: ` +
         `${JSON.stringify(countBy(answers.map((a) => `g${a.gateway + 1}:${a.code}`)))} (RATE_LIMIT_USER_MAX ${RATE_MAX})`,
     );
+  });
+
+  it('lowers the priority of a worker-only node (WORKER_NICE), never of a node that serves HTTP', async () => {
+    const nice = Number(CONFIG_DEFAULTS.WORKER_NICE);
+    expect(nice).toBeGreaterThan(0);
+    // The test environment runs its nodes at WORKER_NICE 0; these two get the production default.
+    const [worker, full] = await Promise.all([
+      dep.startWorker({ name: 'worker-default-nice', env: { WORKER_NICE: String(nice) } }),
+      dep.startWorker({ name: 'all-services', env: { SERVICES: 'all', WORKER_NICE: String(nice) } }),
+    ]);
+    expect(getPriority(worker.pid)).toBe(nice);
+    expect(getPriority(full.pid)).toBe(0);
+    // worker-2 was stopped by the test above.
+    expect([w1, g1.process, g2.process].map((p) => getPriority(p.pid))).toEqual([0, 0, 0]);
   });
 });

@@ -46,6 +46,7 @@ describe('loadConfig', () => {
     expect(config.resultTtlSeconds).toBe(24 * 3600);
     expect(config.poll.minMs).toBeLessThanOrEqual(config.poll.maxMs);
     expect(config.http.bodyLimit).toBe('16kb');
+    expect(config.worker.nice).toBe(19);
   });
 
   it('treats empty strings as unset', () => {
@@ -117,6 +118,8 @@ describe('loadConfig', () => {
     ['RESULT_TTL_HOURS', { RESULT_TTL_HOURS: '0' }],
     ['HTTP_BODY_LIMIT', { HTTP_BODY_LIMIT: 'lots' }],
     ['QUEUE_STORAGE', { QUEUE_STORAGE: 'disk' }],
+    ['WORKER_NICE', { WORKER_NICE: '20' }],
+    ['WORKER_NICE', { WORKER_NICE: '-5' }],
     ['ALERT_WEBHOOK_URL', { ALERT_WEBHOOK_URL: 'not a url' }],
   ];
 
