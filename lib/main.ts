@@ -1,6 +1,9 @@
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { ConfigError, loadConfig, type Config } from '../config';
 import { createBroker } from './broker';
+
+const AUTOGROUP = '/proc/self/autogroup';
 
 /**
  * A worker-only node gives way to everything else on its machine (WORKER_NICE): when a crowd
@@ -12,9 +15,27 @@ function yieldToGateways(config: Config): void {
   if (worker.nice === 0 || !services.includes('purchase-worker') || services.includes('api')) return;
   try {
     setPriority(worker.nice);
+    // Linux schedules each session's processes as one group (autogroup) against the other
+    // sessions, and a process's own nice counts only inside its group: against Redis, NATS and
+    // PostgreSQL it would not yield at all. A node leading its own session sets its group's nice
+    // too; one sharing a session (started from a shell with others) must not slow its neighbours.
+    if (existsSync(AUTOGROUP) && leadsOwnSession()) writeFileSync(AUTOGROUP, String(worker.nice));
   } catch (err) {
-    console.warn(`[config] WORKER_NICE ${worker.nice} not applied: ${(err as Error).message}`);
+    console.warn(`[config] WORKER_NICE ${worker.nice} not fully applied: ${(err as Error).message}`);
   }
+}
+
+/** Whether this process leads its session (Linux; false where /proc is missing). */
+function leadsOwnSession(): boolean {
+  let stat: string;
+  try {
+    stat = readFileSync('/proc/self/stat', 'utf8');
+  } catch {
+    return false;
+  }
+  // "pid (comm) state ppid pgrp session …": the command name may hold spaces and parentheses.
+  const [, , , session] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(session) === process.pid;
 }
 
 async function main(): Promise<void> {

@@ -70,6 +70,9 @@ export class Child {
       cwd: ROOT,
       env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
+      // Each service process in its own session, as a process manager starts separate services: the
+      // scheduler then weighs them apart (and a worker's WORKER_NICE holds against the servers).
+      detached: role !== 'baseline',
     });
     const collect = (chunk: Buffer) => {
       for (const line of chunk.toString('utf8').split('\n')) {

@@ -68,6 +68,8 @@ export interface SpawnOptions {
   name: string;
   /** The service environment (see `isolatedEnv`); PATH and HOME are added. */
   env: Record<string, string>;
+  /** In a session of its own, as a process manager starts a service. */
+  detached?: boolean;
 }
 
 /** One service node running `lib/main.ts` in its own process. */
@@ -90,6 +92,7 @@ export class ServiceProcess {
       cwd: ROOT,
       env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...opts.env },
       stdio: ['ignore', 'pipe', 'pipe'],
+      detached: opts.detached === true,
     });
     live.add(this);
     this.exited = new Promise((resolve) => {
@@ -313,6 +316,7 @@ export interface NodeOverrides {
   /** Extra environment for this node only (e.g. a DATABASE_URL through a proxy). */
   env?: Record<string, string>;
   name?: string;
+  detached?: boolean;
 }
 
 /** Settings that keep fault scenarios short: quick redelivery and short delays. */
@@ -381,6 +385,7 @@ export class Deployment {
     const proc = new ServiceProcess({
       name: o.name ?? `worker-${++this.counter}`,
       env: { ...this.env, SERVICES: 'purchase-worker', ...o.env },
+      detached: o.detached,
     });
     this.workers.push(proc);
     await proc.waitStarted(60_000);

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { getPriority } from 'node:os';
 import { ServiceBroker } from 'moleculer';
 import { CONFIG_DEFAULTS } from '../../config';
@@ -195,15 +196,23 @@ describe('scale-out: two gateways and two workers as separate nodes', () => {
   });
 
   it('lowers the priority of a worker-only node (WORKER_NICE), never of a node that serves HTTP', async () => {
-    const nice = Number(CONFIG_DEFAULTS.WORKER_NICE);
-    expect(nice).toBeGreaterThan(0);
-    // The test environment runs its nodes at WORKER_NICE 0; these two get the production default.
-    const [worker, full] = await Promise.all([
-      dep.startWorker({ name: 'worker-default-nice', env: { WORKER_NICE: String(nice) } }),
-      dep.startWorker({ name: 'all-services', env: { SERVICES: 'all', WORKER_NICE: String(nice) } }),
+    const nice = String(CONFIG_DEFAULTS.WORKER_NICE);
+    expect(Number(nice)).toBeGreaterThan(0);
+    const autogroup = (pid: number) => readFileSync(`/proc/${pid}/autogroup`, 'utf8').trim();
+    const ours = autogroup(process.pid);
+    // The test environment runs its nodes at WORKER_NICE 0; these get the production default.
+    const [shared, own, full] = await Promise.all([
+      dep.startWorker({ name: 'worker-shared-session', env: { WORKER_NICE: nice } }),
+      dep.startWorker({ name: 'worker-own-session', env: { WORKER_NICE: nice }, detached: true }),
+      dep.startWorker({ name: 'all-services', env: { SERVICES: 'all', WORKER_NICE: nice }, detached: true }),
     ]);
-    expect(getPriority(worker.pid)).toBe(nice);
-    expect(getPriority(full.pid)).toBe(0);
+    expect([shared, own, full].map((p) => getPriority(p.pid))).toEqual([Number(nice), Number(nice), 0]);
+    // Against the other sessions (Redis, NATS, PostgreSQL…) a worker yields only through its session's
+    // group: set when it leads its own session, left alone when it shares the test's.
+    expect(autogroup(own.pid)).toMatch(new RegExp(`nice ${nice}$`));
+    expect(autogroup(full.pid)).toMatch(/nice 0$/);
+    expect(autogroup(shared.pid)).toBe(ours);
+    expect(autogroup(process.pid)).toBe(ours);
     // worker-2 was stopped by the test above.
     expect([w1, g1.process, g2.process].map((p) => getPriority(p.pid))).toEqual([0, 0, 0]);
   });
