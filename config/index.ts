@@ -141,7 +141,7 @@ const schema = {
   WORKER_RETRY_BASE_MS: ['100', int(1)],
   WORKER_BATCH_SIZE: ['500', int(1, 10_000)],
   WORKER_BATCH_MS: ['5', int(0, 10_000)],
-  WORKER_NICE: ['19', int(0, 19)],
+  WORKER_NICE: ['10', int(0, 19)],
   POLL_MIN_MS: ['500', int(10)],
   POLL_MAX_MS: ['5000', int(10)],
   LONG_POLL_MAX_MS: ['30000', int(0, 30000)],

@@ -46,7 +46,7 @@ describe('loadConfig', () => {
     expect(config.resultTtlSeconds).toBe(24 * 3600);
     expect(config.poll.minMs).toBeLessThanOrEqual(config.poll.maxMs);
     expect(config.http.bodyLimit).toBe('16kb');
-    expect(config.worker.nice).toBe(19);
+    expect(config.worker.nice).toBe(10);
   });
 
   it('treats empty strings as unset', () => {
