@@ -49,7 +49,7 @@ export function freePort(): Promise<number> {
 
 export type Role = 'gateway' | 'worker' | 'baseline';
 
-/** One child process of the benchmark: a service node or the echo server. */
+/** One child process of the benchmark: a service node or a baseline (the echo, the floor). */
 export class Child {
   readonly child: ChildProcess;
   readonly exited: Promise<number | null>;

@@ -256,7 +256,8 @@ export async function echoScenario(bench: Bench, results: Results): Promise<void
 /**
  * The submit floor: the least an accepted submit needs (validation, calendar, verify hash, one Redis
  * admission, one acknowledged JetStream publish) on the echo's gateway, with nothing else running.
- * No SPEC target of its own: its ratio to the echo is the most the full submit could reach here.
+ * No SPEC target of its own: it bounds what the full submit, on the same gateway path and with its
+ * orders to make as well, can reach on this machine.
  */
 export async function floorScenario(bench: Bench, results: Results): Promise<void> {
   bench.progress.line('submit floor: starting the floor gateway (admission + publish, nothing else)');
