@@ -6,7 +6,15 @@ import path from 'node:path';
 import type { Context, Service, ServiceSchema } from 'moleculer';
 import ApiGateway, { type ApiSettingsSchema } from 'moleculer-web';
 import type { Config } from '../config';
-import { appCodeOf, appError, ERRORS, httpStatusOf, isRefusal, messageOf } from '../lib/errors';
+import {
+  appCodeOf,
+  appError,
+  ERRORS,
+  httpStatusOf,
+  isRefusal,
+  isTransientError,
+  messageOf,
+} from '../lib/errors';
 import { checkHealth } from '../lib/health';
 import { prometheusText } from '../lib/metrics-reporter';
 import { publicDir } from '../lib/paths';
@@ -156,7 +164,9 @@ export function errorEnvelope(err: unknown): { status: number; body: Envelope } 
       'ServiceUnavailableError', // moleculer-web: no node runs the aliased action
       'RequestTimeoutError',
       'BrokerDisconnectedError',
-    ].includes(e.name ?? '')
+    ].includes(e.name ?? '') ||
+    // The database or Redis unreachable, a lock timeout, a deadlock: worth trying again shortly.
+    isTransientError(err)
   ) {
     return { status: 503, body: { code: 5030, message: ERRORS.UNAVAILABLE.message, data: null } };
   }
@@ -341,6 +351,15 @@ export function createApiService(config: Config): ServiceSchema<ApiSettingsSchem
       });
     },
     methods: {
+      // moleculer-web logs every 5xx answer with its stack before onError runs: an expected 5030 of
+      // an outage would flood the log under a crowd, and a 5000 would be logged twice.
+      errorHandler(this: Service, req: Req, res: ServerResponse, err: Error) {
+        (this as Service & { sendError(req: Req, res: ServerResponse, err: Error): void }).sendError(
+          req,
+          res,
+          err,
+        );
+      },
       authorize(_ctx: Context, _route: unknown, req: Req) {
         if (!config.adminToken || !tokenMatches(config.adminToken, req.headers.authorization)) {
           throw appError('UNAUTHORIZED');

@@ -101,6 +101,10 @@ describe('PostgreSQL unreachable for a while', () => {
       () => 'health never reported the database down',
     );
     expect(health.body.data.dependencies.postgres.up).toBe(false);
+    // A request that needs the database gets 5030, and an expected 5030 writes no error log.
+    const orders = await gateway.get<unknown>('/api/tickets/orders?userId=1');
+    expect([orders.status, orders.body.code]).toEqual([503, 5030]);
+    expect(gateway.process.matching(/Request error/)).toEqual([]);
     const waiting = await waitFor(
       async () => {
         const results = (await dep.audit({ live: true })).totals.results;
