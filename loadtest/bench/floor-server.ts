@@ -3,8 +3,9 @@
  * validates the body with the service's rules, checks the sale calendar and the verify hash, makes
  * the service's one-round-trip Redis admission and one JetStream publish through the service's
  * publisher, awaiting its acknowledgement. Nothing else runs beside it: no workers and no database,
- * no result events, no metrics, no queue positions. The full service cannot submit faster than this
- * on the same machine, so its ratio to the echo bounds what the submit scenario can reach.
+ * no result events, no metrics, no queue positions. The full service does all this and makes the
+ * orders too, on the same machine: the floor's ratio to the echo bounds what the submit scenario
+ * can reach through the same gateway path.
  * It uses its own NAMESPACE (keys and streams); the bench removes them at the end.
  */
 import { randomUUID } from 'node:crypto';

@@ -4,7 +4,7 @@ import { PairAllocator } from '../../loadtest/bench/scenarios';
 import { benchEnv, layoutServices } from '../../loadtest/bench/setup';
 import { Results } from '../../loadtest/bench/results';
 import { renderReport, type BenchReport } from '../../loadtest/bench/report';
-import { loadConfig } from '../../config';
+import { CONFIG_DEFAULTS, loadConfig } from '../../config';
 
 const parse = (...args: string[]) => {
   const opts = parseOptions(args);
@@ -50,6 +50,13 @@ describe('bench options', () => {
     expect(() => parse('--bogus')).toThrow(UsageError);
     expect(parseOptions(['--help'])).toBeNull();
   });
+
+  it('leaves WORKER_NICE to the service unless --worker-nice (0-19) is given', () => {
+    expect(parse().workerNice).toBeNull();
+    expect(parse('--worker-nice', '0').workerNice).toBe(0);
+    expect(() => parse('--worker-nice', '20')).toThrow(UsageError);
+    expect(() => parse('--worker-nice', '-1')).toThrow(UsageError);
+  });
 });
 
 describe('bench environment', () => {
@@ -66,6 +73,8 @@ describe('bench environment', () => {
       NAMESPACE: 'benchabc',
       LOG_LEVEL: 'warn',
       WORKER_BATCH_SIZE: '1000',
+      // The production default, not the test environment's equal priority.
+      WORKER_NICE: CONFIG_DEFAULTS.WORKER_NICE,
     });
     expect(env.DATABASE_URL).toBe('postgres://u@db.example:5433/miaosha_benchabc');
     expect(env.HASH_SECRET).not.toBe('x'.repeat(40));
