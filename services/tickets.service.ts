@@ -28,6 +28,7 @@ interface Vars {
 interface Methods {
   roll(): Promise<{ created: string[]; stopped: string[] }>;
   rebuildIfLost(): Promise<void>;
+  warmUp(): Promise<void>;
   stockChanged(date: string): void;
   setPaused(ctx: Context, paused: boolean): Promise<{ paused: boolean }>;
 }
@@ -171,12 +172,12 @@ const ticketsService: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
     },
 
     async roll() {
-      const { created, stopped, dates } = await rollDays(
+      const { created, stopped } = await rollDays(
         this.rt.db,
         this.rt.calendar,
         this.rt.config.sale.defaultTotals,
       );
-      if (created.length) await reconcileCache(this.rt, dates);
+      if (created.length) await reconcileCache(this.rt, created);
       for (const date of [...created, ...stopped]) this.stockChanged(date);
       return { created, stopped };
     },
@@ -200,6 +201,21 @@ const ticketsService: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
       await this.rebuilding;
     },
 
+    /**
+     * Before any admission: a cache that lost its state (or never had one) is rebuilt from the
+     * database, and a day without stock gets its keys. A live cache is left as its scripts keep it:
+     * rewriting a day's stock under a running sale (a node joining, a restart) would count an order
+     * committed but not yet settled twice, and leave a ticket unsold.
+     */
+    async warmUp() {
+      const { redis } = this.rt;
+      const dates = saleDates(this.rt.calendar);
+      const live = (await redis.exists(keys.ready)) === 1;
+      const stocked = live ? await Promise.all(dates.map((d) => redis.exists(keys.stock(d)))) : [];
+      const cold = live ? dates.filter((_, i) => stocked[i] === 0) : dates;
+      if (cold.length) await reconcileCache(this.rt, cold);
+    },
+
     stockChanged(date: string) {
       void this.broker.broadcast('tickets.stockChanged', { date });
     },
@@ -219,8 +235,7 @@ const ticketsService: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
     const seeded = await seedUsers(this.rt.db, config.seedUsers);
     if (seeded) this.logger.info(`Seeded ${seeded} demo users`);
     await this.roll();
-    // Warm-up: stock, claims and results of the sale days, before any admission.
-    await reconcileCache(this.rt, saleDates(this.rt.calendar));
+    await this.warmUp();
     this.timers.push(
       setInterval(() => {
         this.roll().catch((err) => this.logger.error('Daily roll failed', err));

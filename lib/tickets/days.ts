@@ -52,7 +52,7 @@ export async function rollDays(
   cal: SaleCalendar,
   defaultTotals: number[],
   now = new Date(),
-): Promise<{ created: string[]; stopped: string[]; dates: readonly string[] }> {
+): Promise<{ created: string[]; stopped: string[] }> {
   const dates = saleDates(cal, now);
   const totals = dates.map((_, i) => defaultTotals[Math.min(i, defaultTotals.length - 1)]);
   const created = await db.query<{ date: string }>(
@@ -66,7 +66,7 @@ export async function rollDays(
      WHERE date < $1::date AND status = 'on_sale' RETURNING date`,
     { bind: [dates[0]], type: QueryTypes.SELECT },
   );
-  return { created: created.map((r) => r.date), stopped: stopped.map((r) => r.date), dates };
+  return { created: created.map((r) => r.date), stopped: stopped.map((r) => r.date) };
 }
 
 /** Creates a day or sets its stock: `remaining` becomes `total - sold`; below `sold` is refused. */
