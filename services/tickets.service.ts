@@ -8,6 +8,7 @@ import { checkSaleTime, saleDates } from '../lib/sale/calendar';
 import { issueVerifyHash } from '../lib/sale/verify-hash';
 import { keys } from '../lib/store/keys';
 import { reconcileCache } from '../lib/tickets/cache';
+import { restockDay } from '../lib/tickets/stock';
 import { findDay, listSaleDays, rollDays, setStock, toView } from '../lib/tickets/days';
 import { cancelOrder, ordersOfUser, purchaseV1, stats } from '../lib/tickets/orders';
 import {
@@ -125,7 +126,7 @@ const ticketsService: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
       },
       async handler(ctx: Context<{ date: string; total: number; name?: string }>) {
         const day = await setStock(this.rt.db, ctx.params.date, ctx.params.total, ctx.params.name);
-        await this.rt.redis.restock(keys.stock(day.date), keys.pending(day.date), day.remaining);
+        await restockDay(this.rt, day.date);
         this.stockChanged(day.date);
         return toView(day);
       },

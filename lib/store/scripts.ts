@@ -89,15 +89,22 @@ return 1
 `;
 
 /**
- * restock — applies a stock change decided in the database (cancel, admin total change) to the
- * admission counter, keeping in-flight reservations counted.
+ * restock — sets the admission counter from the database's remaining stock (cancel, admin total
+ * change, reconcile), less the reservations still in flight. A reservation whose order the database
+ * has already committed (a worker between its commit and its settle) is in that remaining already:
+ * the caller names those, so they are not taken off twice.
  * KEYS: stock, pending
- * ARGV: databaseRemaining
+ * ARGV: databaseRemaining, then the message ids of pending reservations already committed
  * Returns the new admission stock.
  */
 export const RESTOCK = `
-local pending = redis.call('HLEN', KEYS[2])
-local stock = tonumber(ARGV[1]) - pending
+local committed = {}
+for i = 2, #ARGV do committed[ARGV[i]] = true end
+local reserved = 0
+for _, id in ipairs(redis.call('HKEYS', KEYS[2])) do
+  if not committed[id] then reserved = reserved + 1 end
+end
+local stock = tonumber(ARGV[1]) - reserved
 if stock < 0 then stock = 0 end
 redis.call('SET', KEYS[1], stock)
 return stock

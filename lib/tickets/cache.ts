@@ -3,6 +3,7 @@ import { fromOrder, toFields } from '../purchase/results';
 import { keys } from '../store/keys';
 import { findDays } from './days';
 import { validOrdersOfDay } from './orders';
+import { restockDay } from './stock';
 
 export interface DayRepair {
   date: string;
@@ -20,8 +21,8 @@ export interface RepairReport {
 }
 
 /**
- * Makes Redis agree with the database for the given days: stock (database remaining less the
- * reservations still in flight), each valid order's claim, and the results of successful orders.
+ * Makes Redis agree with the database for the given days: each valid order's claim, the results of
+ * successful orders, and the stock (database remaining less the reservations still in flight).
  * Used at start (warm-up), after Redis lost its data, and by the admin reconcile call.
  */
 export async function reconcileCache(rt: Runtime, dates: readonly string[]): Promise<RepairReport> {
@@ -50,7 +51,6 @@ export async function reconcileCache(rt: Runtime, dates: readonly string[]): Pro
       : [];
     const missingResults = withMessage.filter((_, i) => statuses?.[i]?.[1] !== 'SUCCESS');
 
-    const stock = Math.max(0, day.remaining - Object.keys(pending).length);
     const tx = redis.multi();
     if (Object.keys(toAdd).length) tx.hset(keys.claims(day.date), toAdd);
     if (toRemove.length) tx.hdel(keys.claims(day.date), ...toRemove);
@@ -58,9 +58,9 @@ export async function reconcileCache(rt: Runtime, dates: readonly string[]): Pro
       const key = keys.result(o.messageId!);
       tx.hset(key, toFields(fromOrder(o))).expire(key, rt.config.resultTtlSeconds);
     }
-    // Stock last: admission treats a missing stock key as "not ready", so claims come first.
-    tx.set(keys.stock(day.date), stock);
     await tx.exec();
+    // Stock last: admission treats a missing stock key as "not ready", so claims come first.
+    const stock = (await restockDay(rt, day.date)) ?? 0;
 
     const repair: DayRepair = {
       date: day.date,

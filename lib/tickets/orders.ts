@@ -5,6 +5,7 @@ import { appError } from '../errors';
 import { checkRequest, refusal, reserve, settle, v1Claim, type PurchaseRequest } from '../purchase/admission';
 import { keys } from '../store/keys';
 import { findDay } from './days';
+import { restockDay } from './stock';
 
 export interface OrderView {
   orderNo: string;
@@ -104,27 +105,27 @@ export async function validOrderOf(
 
 /** Cancels a valid order and returns its ticket to stock, in the database and then in Redis. */
 export async function cancelOrder(rt: Runtime, userId: number, orderNo: string): Promise<OrderView> {
-  const { order, remaining } = await rt.db.transaction(async (transaction) => {
+  const order = await rt.db.transaction(async (transaction) => {
     const [cancelled] = await rt.db.query<OrderView>(
       `UPDATE orders SET status = 'cancelled', cancelled_at = now(), updated_at = now()
        WHERE order_no = $1 AND user_id = $2 AND status = 'valid' RETURNING ${ORDER_COLUMNS}`,
       { bind: [orderNo, userId], type: QueryTypes.SELECT, transaction },
     );
     if (!cancelled) throw appError('NOT_FOUND', 'No valid order with this number for this user');
-    const [day] = await rt.db.query<{ remaining: number }>(
+    await rt.db.query(
       `UPDATE ticket_days SET remaining = remaining + 1, sold = sold - 1, version = version + 1,
-         updated_at = now() WHERE date = $1 RETURNING remaining`,
-      { bind: [cancelled.date], type: QueryTypes.SELECT, transaction },
+         updated_at = now() WHERE date = $1`,
+      { bind: [cancelled.date], transaction },
     );
-    return { order: cancelled, remaining: day.remaining };
+    return cancelled;
   });
   const claim = order.messageId ?? v1Claim(order.orderNo);
   const claims = keys.claims(order.date);
   const pipeline = rt.redis.multi();
-  pipeline.restock(keys.stock(order.date), keys.pending(order.date), remaining);
   if ((await rt.redis.hget(claims, String(userId))) === claim) pipeline.hdel(claims, String(userId));
   if (order.messageId) pipeline.hset(keys.result(order.messageId), 'cancelledAt', new Date().toISOString());
   await pipeline.exec();
+  await restockDay(rt, order.date);
   return order;
 }
 

@@ -142,8 +142,13 @@ describe('start-up', () => {
     const [live, bare] = [second.dates[2], second.dates[1]];
     const redis = second.rt.redis;
     // A worker between its commit and its settle: the ticket is reserved in Redis (stock down one,
-    // reservation pending) and already sold in the database. Both sides agree on what is left.
+    // reservation pending) and its order already committed. Both sides agree on what is left.
     await redis.multi().decr(keys.stock(live)).hset(keys.pending(live), 'in-flight', '42').exec();
+    await second.rt.db.query(
+      `INSERT INTO orders (message_id, user_id, date, ticket_code)
+       VALUES ('in-flight', 42, $1::date, make_ticket_code($1::date))`,
+      { bind: [live] },
+    );
     await second.rt.db.query(
       'UPDATE ticket_days SET remaining = remaining - 1, sold = sold + 1 WHERE date = $1',
       { bind: [live] },
@@ -163,5 +168,22 @@ describe('start-up', () => {
     } finally {
       await joining.stop(false);
     }
+    // The admin calls that do set the stock from the database do not count that order twice either.
+    const reconciled = await second.post<{ days: { date: string; stock: { expected: number } }[] }>(
+      '/api/admin/reconcile',
+      {},
+      second.admin,
+    );
+    const day = reconciled.body.data.days.find((d) => d.date === live);
+    expect(String(day?.stock.expected)).toBe(stockBefore);
+    expect(await redis.get(keys.stock(live))).toBe(stockBefore);
+    // Five more tickets: the admission stock grows by five, the in-flight order still counted once.
+    const [{ sold }] = await rows<{ sold: number }>(
+      second,
+      `SELECT sold FROM ticket_days WHERE date = '${live}'`,
+    );
+    const total = sold + Number(stockBefore) + 5;
+    expect((await second.put(`/api/admin/tickets/${live}`, { total }, second.admin)).status).toBe(200);
+    expect(await redis.get(keys.stock(live))).toBe(String(Number(stockBefore) + 5));
   });
 });

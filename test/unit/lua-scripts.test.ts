@@ -290,6 +290,16 @@ describe('Lua scripts', () => {
       expect(await restock(0)).toBe(0);
     });
 
+    it('does not take off twice a pending reservation whose order is already committed', async () => {
+      await open(10);
+      await admit({ userId: 1, messageId: 'a' });
+      await admit({ userId: 2, messageId: 'b' });
+      await admit({ userId: 3, messageId: 'c' });
+      // 'b' is committed: the database's remaining (9) already lacks its ticket. 'gone' is not pending.
+      expect(await redis.restock(keys.stock(DATE), keys.pending(DATE), 9, 'b', 'gone')).toBe(7);
+      expect(await stock()).toBe('7');
+    });
+
     it('creates the stock key when it is missing and nothing is pending', async () => {
       expect(await restock(12)).toBe(12);
       expect(await stock()).toBe('12');
