@@ -212,7 +212,7 @@ const ticketsService: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
       const { redis } = this.rt;
       const dates = saleDates(this.rt.calendar);
       const live = (await redis.exists(keys.ready)) === 1;
-      const stocked = live ? await Promise.all(dates.map((d) => redis.exists(keys.stock(d)))) : [];
+      const stocked = await Promise.all(dates.map((d) => redis.exists(keys.stock(d))));
       const cold = live ? dates.filter((_, i) => stocked[i] === 0) : dates;
       if (cold.length) await reconcileCache(this.rt, cold);
     },

@@ -372,6 +372,7 @@ export class Deployment {
     const proc = new ServiceProcess({
       name: o.name ?? `gateway-${++this.counter}`,
       env: { ...this.env, SERVICES: 'api,tickets,purchase', PORT: String(port), ...o.env },
+      detached: o.detached,
     });
     const gateway = new Gateway(proc, port);
     this.gateways.push(gateway);
