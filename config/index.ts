@@ -38,6 +38,8 @@ export interface Config {
     delayMs: number;
     duplicateWindowMs: number;
     maxAckPending: number;
+    dlqMaxAgeHours: number;
+    dlqMaxMessages: number;
   };
   worker: {
     concurrency: number;
@@ -48,10 +50,14 @@ export interface Config {
     /** Nice level of a worker-only process (see lib/main.ts). */
     nice: number;
   };
+  /** The admission outbox's recovery on gateways (lib/purchase/outbox.ts). */
+  outbox: { checkMs: number; graceMs: number; maxAgeMs: number };
+  /** How often a gateway re-reads its in-memory sale flags (sold out, paused) from Redis. */
+  flagCheckMs: number;
   poll: { minMs: number; maxMs: number; longPollMaxMs: number };
   cache: { resultLruSize: number };
   http: { bodyLimit: string };
-  db: { poolMax: number; lockTimeoutMs: number };
+  db: { poolMax: number; writerPoolMax: number; lockTimeoutMs: number };
   alerts: {
     webhookUrl: string | null;
     failureRatio: number;
@@ -131,23 +137,30 @@ const schema = {
   RATE_LIMIT_GLOBAL_WINDOW_MS: ['1000', int(1)],
   QUEUE_STORAGE: ['file', { type: 'enum', values: ['file', 'memory'] }],
   QUEUE_REPLICAS: ['1', int(1, 5)],
-  QUEUE_ACK_WAIT_MS: ['30000', int(1000)],
+  QUEUE_ACK_WAIT_MS: ['5000', int(1000)],
   QUEUE_MAX_DELIVER: ['5', int(1, 1000)],
   QUEUE_DELAY_MS: ['2000', int(0)],
   QUEUE_DUPLICATE_WINDOW_MS: ['120000', int(1000)],
   QUEUE_MAX_ACK_PENDING: ['20000', int(1, 1_000_000)],
+  QUEUE_DLQ_MAX_AGE_HOURS: ['168', int(1, 24 * 365)],
+  QUEUE_DLQ_MAX_MESSAGES: ['100000', int(1)],
   WORKER_CONCURRENCY: ['2000', int(1, 100_000)],
   WORKER_RETRY_ATTEMPTS: ['3', int(0, 100)],
   WORKER_RETRY_BASE_MS: ['100', int(1)],
   WORKER_BATCH_SIZE: ['500', int(1, 10_000)],
   WORKER_BATCH_MS: ['5', int(0, 10_000)],
   WORKER_NICE: ['10', int(0, 19)],
+  OUTBOX_CHECK_MS: ['1000', int(100, 60_000)],
+  OUTBOX_GRACE_MS: ['10000', int(1000)],
+  OUTBOX_MAX_AGE_MS: ['600000', int(1000)],
+  FLAG_CHECK_MS: ['2000', int(100, 60_000)],
   POLL_MIN_MS: ['500', int(10)],
   POLL_MAX_MS: ['5000', int(10)],
   LONG_POLL_MAX_MS: ['30000', int(0, 30000)],
   RESULT_LRU_SIZE: ['10000', int(0)],
   HTTP_BODY_LIMIT: ['16kb', { type: 'string', pattern: /^\d+(b|kb|mb)$/ }],
   DB_POOL_MAX: ['10', int(1, 1000)],
+  DB_WRITER_POOL_MAX: ['4', int(1, 1000)],
   DB_LOCK_TIMEOUT_MS: ['2000', int(1)],
   ALERT_WEBHOOK_URL: ['', { type: 'string' }],
   ALERT_FAILURE_RATIO: ['0.5', { type: 'number', min: 0, max: 1, convert: true }],
@@ -246,6 +259,9 @@ export function loadConfig(env: Env = process.env, warn: (msg: string) => void =
   const pollMax = v<number>('POLL_MAX_MS');
   if (pollMax < pollMin) throw new ConfigError('POLL_MAX_MS', 'must not be below POLL_MIN_MS');
 
+  if (v<number>('OUTBOX_MAX_AGE_MS') < v<number>('OUTBOX_GRACE_MS'))
+    throw new ConfigError('OUTBOX_MAX_AGE_MS', 'must not be below OUTBOX_GRACE_MS');
+
   const webhook = v<string>('ALERT_WEBHOOK_URL') || null;
   if (webhook) {
     try {
@@ -292,6 +308,8 @@ export function loadConfig(env: Env = process.env, warn: (msg: string) => void =
       delayMs: v('QUEUE_DELAY_MS'),
       duplicateWindowMs: v('QUEUE_DUPLICATE_WINDOW_MS'),
       maxAckPending: v('QUEUE_MAX_ACK_PENDING'),
+      dlqMaxAgeHours: v('QUEUE_DLQ_MAX_AGE_HOURS'),
+      dlqMaxMessages: v('QUEUE_DLQ_MAX_MESSAGES'),
     },
     worker: {
       concurrency: v('WORKER_CONCURRENCY'),
@@ -301,10 +319,20 @@ export function loadConfig(env: Env = process.env, warn: (msg: string) => void =
       batchMs: v('WORKER_BATCH_MS'),
       nice: v('WORKER_NICE'),
     },
+    outbox: {
+      checkMs: v('OUTBOX_CHECK_MS'),
+      graceMs: v('OUTBOX_GRACE_MS'),
+      maxAgeMs: v('OUTBOX_MAX_AGE_MS'),
+    },
+    flagCheckMs: v('FLAG_CHECK_MS'),
     poll: { minMs: pollMin, maxMs: pollMax, longPollMaxMs: v('LONG_POLL_MAX_MS') },
     cache: { resultLruSize: v('RESULT_LRU_SIZE') },
     http: { bodyLimit: v('HTTP_BODY_LIMIT') },
-    db: { poolMax: v('DB_POOL_MAX'), lockTimeoutMs: v('DB_LOCK_TIMEOUT_MS') },
+    db: {
+      poolMax: v('DB_POOL_MAX'),
+      writerPoolMax: v('DB_WRITER_POOL_MAX'),
+      lockTimeoutMs: v('DB_LOCK_TIMEOUT_MS'),
+    },
     alerts: {
       webhookUrl: webhook,
       failureRatio: v('ALERT_FAILURE_RATIO'),

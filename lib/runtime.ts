@@ -1,9 +1,11 @@
+import { randomBytes } from 'node:crypto';
 import type { ServiceBroker } from 'moleculer';
 import type Redis from 'ioredis';
 import type { Sequelize } from 'sequelize';
 import type { Config } from '../config';
 import { createSequelize } from './db';
 import type { SaleCalendar } from './sale/calendar';
+import { keys } from './store/keys';
 import { createRedis } from './store/redis';
 import { PurchaseQueue } from './purchase/queue';
 import type { PurchaseGateway } from './purchase/gateway';
@@ -14,8 +16,11 @@ import type { PurchaseGateway } from './purchase/gateway';
  */
 export class Runtime {
   private sequelize?: Sequelize;
+  private writerSequelize?: Sequelize;
   private redisClient?: Redis;
   private queuePromise?: Promise<PurchaseQueue>;
+  private admitterId?: string;
+  private heartbeat?: NodeJS.Timeout;
   /** Set by the purchase service on gateway nodes (long-poll and SSE need it). */
   gateway?: PurchaseGateway;
 
@@ -31,6 +36,20 @@ export class Runtime {
     return this.sequelize;
   }
 
+  /**
+   * The order writer's own pool: floods of reads (orders, stats, unknown results, verify hashes)
+   * queue on the main pool and can never delay the commits of accepted messages.
+   */
+  get writerDb(): Sequelize {
+    this.writerSequelize ??= createSequelize({
+      url: this.config.databaseUrl,
+      poolMax: this.config.db.writerPoolMax,
+      name: 'miaosha-orders',
+      models: false,
+    });
+    return this.writerSequelize;
+  }
+
   get redis(): Redis {
     if (!this.redisClient) {
       this.redisClient = createRedis(this.config.redisUrl, this.config.namespace);
@@ -38,6 +57,22 @@ export class Runtime {
       this.redisClient.on('error', () => undefined);
     }
     return this.redisClient;
+  }
+
+  /**
+   * This process's name on the admissions it makes (their outbox entries). A heartbeat key says it
+   * lives; once the key expires, any gateway finishes what it left (purchase/outbox.ts).
+   */
+  get admitter(): string {
+    if (!this.admitterId) {
+      const id = randomBytes(6).toString('hex');
+      const beat = () =>
+        void this.redis.set(keys.admitter(id), process.pid, 'PX', ADMITTER_TTL_MS).catch(() => undefined);
+      beat();
+      this.heartbeat = setInterval(beat, ADMITTER_TTL_MS / 3).unref();
+      this.admitterId = id;
+    }
+    return this.admitterId;
   }
 
   /** The JetStream queue, connected (and its streams ensured) on first use. */
@@ -53,12 +88,21 @@ export class Runtime {
     const queue = await this.queuePromise?.catch(() => undefined);
     await queue?.close();
     this.queuePromise = undefined;
+    clearInterval(this.heartbeat);
+    // Stopped: what this process still owns is for the others to finish now.
+    if (this.admitterId) await this.redisClient?.del(keys.admitter(this.admitterId)).catch(() => undefined);
+    this.admitterId = undefined;
     await this.sequelize?.close().catch(() => undefined);
+    await this.writerSequelize?.close().catch(() => undefined);
+    this.writerSequelize = undefined;
     this.redisClient?.disconnect();
     this.sequelize = undefined;
     this.redisClient = undefined;
   }
 }
+
+/** How long an admitter's heartbeat key outlives its last beat. */
+export const ADMITTER_TTL_MS = 3000;
 
 const runtimes = new WeakMap<ServiceBroker, Runtime>();
 

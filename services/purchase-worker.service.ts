@@ -36,7 +36,7 @@ const purchaseWorkerService: ServiceSchema<ServiceSettingSchema, Record<string, 
       params: { $$strict: true, messageId: messageIdRule },
       async handler(ctx: Context<{ messageId: string }>) {
         const { queue, rt } = this;
-        const answer = await resendDeadLetter(queue, rt.redis, rt.config, ctx.params.messageId);
+        const answer = await resendDeadLetter(queue, rt.redis, rt.config, rt.admitter, ctx.params.messageId);
         // Gateways may still hold the old FAILED answer in their LRU: tell them it is pending again.
         const record = await readCachedResult(this.rt.redis, answer.messageId);
         if (record) await ctx.broadcast('purchase.results', { records: [record] });
@@ -78,7 +78,7 @@ const purchaseWorkerService: ServiceSchema<ServiceSettingSchema, Record<string, 
 
   async started() {
     this.queue = await this.rt.queue(this.broker.nodeID);
-    this.worker = new PurchaseWorker(this.rt.config, this.rt.db, this.rt.redis, this.queue, {
+    this.worker = new PurchaseWorker(this.rt.config, this.rt.writerDb, this.rt.redis, this.queue, {
       publish: (records: ResultRecord[]) => {
         const perStatus = new Map<string, number>();
         for (const r of records) perStatus.set(r.status, (perStatus.get(r.status) ?? 0) + 1);

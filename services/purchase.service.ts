@@ -1,6 +1,7 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from 'moleculer';
 import type { PurchaseRequest } from '../lib/purchase/admission';
 import { PurchaseGateway, type Outcome } from '../lib/purchase/gateway';
+import { OutboxKeeper } from '../lib/purchase/outbox';
 import type { ResultRecord } from '../lib/purchase/results';
 import { appCodeOf, isRefusal } from '../lib/errors';
 import { METRICS, registerMetrics } from '../lib/metrics';
@@ -9,14 +10,17 @@ import { runtimeOf, type Runtime } from '../lib/runtime';
 import { keys } from '../lib/store/keys';
 import { dateRule, messageIdRule, purchaseParams, resultParams, userIdQueryRule } from '../lib/validation';
 
+/** The longest long poll (LONG_POLL_MAX_MS ≤ 30 s), and time for its reads around the wait. */
+const LONG_POLL_TIMEOUT_MS = 40_000;
+
 type Vars = {
   rt: Runtime;
   gateway: PurchaseGateway;
-  timer?: NodeJS.Timeout;
+  outbox: OutboxKeeper;
+  timers: NodeJS.Timeout[];
   submits: SubmitCounter;
   countSubmit: (outcome: string) => void;
   reportSubmits: () => void;
-  reportTimer?: NodeJS.Timeout;
 };
 
 /** V2 asynchronous purchase, gateway side: admission, publish, and result queries (SPEC §3 V2). */
@@ -42,6 +46,10 @@ const purchaseService: ServiceSchema<ServiceSettingSchema, Record<string, never>
 
     result: {
       params: resultParams,
+      // A long poll answers at its wait's end with the current status: the broker's request timeout
+      // (30 s) must not cut a 30 s wait short with a 503. (Moleculer honours an action's own
+      // timeout; its typings do not list it.)
+      ...{ timeout: LONG_POLL_TIMEOUT_MS },
       handler(ctx: Context<{ messageId: string; waitMs?: number }>) {
         return this.gateway.result(ctx.params.messageId, ctx.params.waitMs ?? 0);
       },
@@ -78,6 +86,10 @@ const purchaseService: ServiceSchema<ServiceSettingSchema, Record<string, never>
     'sale.paused'(ctx: Context<{ paused: boolean }>) {
       this.gateway.setPaused(ctx.params.paused);
     },
+    // Back on the bus after a blip: broadcasts may have been missed meanwhile.
+    '$transporter.connected'() {
+      this.gateway?.checkFlags().catch(() => undefined);
+    },
   },
 
   created() {
@@ -110,15 +122,34 @@ const purchaseService: ServiceSchema<ServiceSettingSchema, Record<string, never>
     this.rt.gateway = this.gateway;
     this.gateway.setPaused((await this.rt.redis.exists(keys.paused)) === 1);
     await this.gateway.refreshBacklog().catch(() => undefined);
-    this.timer = setInterval(() => {
-      this.gateway.refreshBacklog().catch(() => undefined);
-    }, 500);
-    this.reportTimer = setInterval(this.reportSubmits, this.rt.config.monitor.intervalMs);
+    const { config, redis, db, admitter } = this.rt;
+    this.outbox = new OutboxKeeper(
+      { redis, db, queue, admitter },
+      { ...config.outbox, resultTtlSeconds: config.resultTtlSeconds },
+      {
+        results: (records) => void this.broker.broadcast('purchase.results', { records }),
+        stockReturned: (date) => void this.broker.broadcast('tickets.stockChanged', { date }),
+      },
+    );
+    const recover = () =>
+      this.outbox.pass().then(
+        (report) => {
+          if (report && report.republished + report.released + report.v1Settled > 0)
+            this.logger.warn('Finished admissions their process left behind', report);
+        },
+        (err: Error) => this.logger.warn('Outbox recovery failed; retrying', err.message),
+      );
+    void recover();
+    this.timers = [
+      setInterval(() => this.gateway.refreshBacklog().catch(() => undefined), 500),
+      setInterval(this.reportSubmits, config.monitor.intervalMs),
+      setInterval(recover, config.outbox.checkMs),
+      setInterval(() => this.gateway.checkFlags().catch(() => undefined), config.flagCheckMs),
+    ];
   },
 
   async stopped() {
-    clearInterval(this.timer);
-    clearInterval(this.reportTimer);
+    for (const timer of this.timers ?? []) clearInterval(timer);
     this.reportSubmits();
     this.rt.gateway = undefined;
   },

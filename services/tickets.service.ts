@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache';
 import type { Context, ServiceSchema, ServiceSettingSchema } from 'moleculer';
 import { ensureDatabase, migrate, seedUsers } from '../lib/db';
 import { User } from '../lib/db/models';
@@ -9,7 +10,7 @@ import { issueVerifyHash } from '../lib/sale/verify-hash';
 import { keys } from '../lib/store/keys';
 import { reconcileCache } from '../lib/tickets/cache';
 import { restockDay } from '../lib/tickets/stock';
-import { findDay, listSaleDays, rollDays, setStock, toView } from '../lib/tickets/days';
+import { findDay, listSaleDays, rollDays, setSalePaused, setStock, toView } from '../lib/tickets/days';
 import { cancelOrder, ordersOfUser, purchaseV1, stats } from '../lib/tickets/orders';
 import {
   dateRule,
@@ -20,8 +21,12 @@ import {
   userIdRule,
 } from '../lib/validation';
 
+type Stats = Awaited<ReturnType<typeof stats>>;
+
 interface Vars {
   rt: Runtime;
+  /** A crowd refreshing the stats costs one query a second, whatever its size. */
+  stats: LRUCache<'all', Stats>;
   timers: NodeJS.Timeout[];
   rebuilding: Promise<unknown> | null;
 }
@@ -33,6 +38,8 @@ interface Methods {
   stockChanged(date: string): void;
   setPaused(ctx: Context, paused: boolean): Promise<{ paused: boolean }>;
 }
+
+const STATS_TTL_MS = 1000;
 
 const hhmm = (m: number) =>
   `${String(Math.floor(m / 60)).padStart(2, '0')}:${String(m % 60).padStart(2, '0')}`;
@@ -113,7 +120,7 @@ const ticketsService: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
     stats: {
       params: { $$strict: 'remove' },
       handler() {
-        return stats(this.rt.db);
+        return this.stats.fetch('all');
       },
     },
 
@@ -164,8 +171,12 @@ const ticketsService: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
   },
 
   methods: {
-    /** Stored in Redis for gateways that start later; broadcast so every gateway flips at once. */
+    /**
+     * Stored in the database (it outlives the cache) and in Redis for the admissions and for gateways
+     * that start later; broadcast so every gateway flips at once (they also re-check Redis).
+     */
     async setPaused(ctx: Context, paused: boolean) {
+      await setSalePaused(this.rt.db, paused);
       if (paused) await this.rt.redis.set(keys.paused, new Date().toISOString());
       else await this.rt.redis.del(keys.paused);
       await ctx.broadcast('sale.paused', { paused });
@@ -224,6 +235,11 @@ const ticketsService: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 
   created() {
     this.rt = runtimeOf(this.broker);
+    this.stats = new LRUCache<'all', Stats>({
+      max: 1,
+      ttl: STATS_TTL_MS,
+      fetchMethod: () => stats(this.rt.db),
+    });
     this.timers = [];
     this.rebuilding = null;
   },

@@ -4,7 +4,7 @@ import { connect, type NatsConnection } from 'nats';
 import type { Config } from '../../config';
 import { isTerminal } from '../../machines/purchase.machine';
 import { queueNames } from '../purchase/queue';
-import { keys } from '../store/keys';
+import { keys, parseOutboxEntry } from '../store/keys';
 import { createRedis } from '../store/redis';
 
 /**
@@ -22,6 +22,7 @@ export type CheckId =
   | 'cache-converges'
   | 'queue-drained'
   | 'no-stuck-messages'
+  | 'no-stranded-admissions'
   | 'dead-letters';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail';
@@ -131,6 +132,7 @@ const TITLES: Record<CheckId, string> = {
   'cache-converges': 'cache stock = database remaining - pending reservations; claims match orders',
   'queue-drained': 'queue backlog (pending + unacknowledged) is empty',
   'no-stuck-messages': 'no message stuck in a non-terminal status',
+  'no-stranded-admissions': 'no admission left unpublished (outbox) with its ticket reserved',
   'dead-letters': 'dead-letter queue',
 };
 
@@ -618,6 +620,36 @@ async function audit(
           reservations: pendingTotal,
           leakedReservations: leaked,
         },
+      ),
+    );
+  }
+  // 8b. Stranded admissions: admitted (ticket reserved) but never acknowledged by the queue nor
+  //     committed (V1), for longer than a live gateway's outbox recovery takes.
+  {
+    const check = new Check('no-stranded-admissions', o.limit);
+    const flat = await c.redis.zrange(keys.outbox, 0, -1, 'WITHSCORES');
+    const nowMs = o.now.getTime();
+    let entries = 0;
+    let stranded = 0;
+    for (let i = 0; i < flat.length; i += 2) {
+      const entry = parseOutboxEntry(flat[i]);
+      const day = entry ? dates.indexOf(entry.date) : -1;
+      if (!entry || day < 0 || !inScope(entry.date)) continue;
+      entries++;
+      const userId = perDay[day].pending[entry.messageId];
+      const admittedAt = Number(flat[i + 1]);
+      if (userId === undefined || nowMs - admittedAt < o.stuckAfterMs) continue;
+      stranded++;
+      check.problem(
+        `${entry.date}: admission ${entry.messageId} of user ${userId} unpublished since ` +
+          `${new Date(admittedAt).toISOString()} (admitter ${entry.admitter})`,
+      );
+    }
+    checks.push(
+      check.done(
+        stranded ? 'fail' : 'pass',
+        `${plural(entries, 'admission')} awaiting the queue, ${stranded} older than ${o.stuckAfterMs} ms`,
+        { outbox: entries, stranded, stuckAfterMs: o.stuckAfterMs },
       ),
     );
   }

@@ -13,16 +13,26 @@ export interface DbOptions {
   url: string;
   poolMax: number;
   log?: (sql: string) => void;
+  /** The connection's name in pg_stat_activity. */
+  name?: string;
+  /** False for a pool that only runs raw statements (the order writer's): the models stay bound to the main one. */
+  models?: boolean;
 }
 
-export function createSequelize({ url, poolMax, log }: DbOptions): Sequelize {
+export function createSequelize({
+  url,
+  poolMax,
+  log,
+  name = 'miaosha',
+  models = true,
+}: DbOptions): Sequelize {
   const sequelize = new Sequelize(url, {
     dialect: 'postgres',
     logging: log ?? false,
     pool: { max: poolMax, min: 0, idle: 10_000, acquire: 10_000 },
-    dialectOptions: { application_name: 'miaosha', statement_timeout: 15_000 },
+    dialectOptions: { application_name: name, statement_timeout: 15_000 },
   });
-  defineModels(sequelize);
+  if (models) defineModels(sequelize);
   return sequelize;
 }
 

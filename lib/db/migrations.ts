@@ -149,4 +149,18 @@ export const migrations: Migration[] = [
     `),
     down: sql('DROP FUNCTION place_orders(DATE, VARCHAR[], BIGINT[], INTEGER);'),
   },
+  {
+    name: '003-sale-state',
+    // Sale-wide switches that must outlive the cache: a pause survives the loss of Redis (the
+    // rebuild restores it from here). One row.
+    up: sql(`
+      CREATE TABLE sale_state (
+        id          BOOLEAN PRIMARY KEY DEFAULT true CHECK (id),
+        paused_at   TIMESTAMPTZ,
+        updated_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+      );
+      INSERT INTO sale_state (id) VALUES (true);
+    `),
+    down: sql('DROP TABLE sale_state;'),
+  },
 ];

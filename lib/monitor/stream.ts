@@ -16,7 +16,7 @@ import {
 } from 'rxjs';
 import { localMonitor, type Monitor, type MonitorFeed } from './monitor';
 import type { Alert, MonitorSnapshot } from './types';
-import { openEventStream } from '../sse';
+import { EventStream, writeEnvelope } from '../sse';
 
 type StreamEvent = { event: 'snapshot'; data: MonitorSnapshot } | { event: 'alert'; data: Alert };
 
@@ -73,35 +73,20 @@ export function streamMonitor(
   const monitor = localMonitor(broker);
   const remote =
     !monitor && broker.registry.getServiceList({ onlyAvailable: true }).some((s) => s.name === 'monitor');
-  if (!monitor && !remote) {
-    res.writeHead(503, { 'Content-Type': 'application/json; charset=utf-8' });
-    res.end(JSON.stringify({ code: 5030, message: 'The monitor service is not running', data: null }));
-    return;
-  }
+  if (!monitor && !remote) return writeEnvelope(res, 503, 5030, 'The monitor service is not running');
   const events$ = monitor ? localEvents(monitor) : remoteEvents(broker, intervalMs);
-  openEventStream(res);
+  const stream = new EventStream(req, res);
+  if (!stream.open()) return;
   openStreams++;
-  let subscription: Subscription | undefined = undefined;
-  let closed = false;
-  const close = () => {
-    if (closed) return;
-    closed = true;
-    openStreams--;
-    subscription?.unsubscribe();
-    clearTimeout(limit);
-    if (!res.writableEnded) res.end();
-  };
-  const limit = setTimeout(close, MAX_STREAM_MS);
-  // The response's 'close' fires when the client goes away (or the stream ended).
-  req.on('close', close);
-  res.on('close', close);
-  res.on('error', close);
-  subscription = events$.subscribe({
-    next: ({ event, data }) => {
-      if (!res.writableEnded) res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
-    },
-    complete: close, // the monitor stopped
-    error: close,
+  const limit = setTimeout(() => stream.close(), MAX_STREAM_MS);
+  const subscription: Subscription = events$.subscribe({
+    next: ({ event, data }) => stream.send(event, data),
+    complete: () => stream.close(), // the monitor stopped
+    error: () => stream.close(),
   });
-  if (closed) subscription.unsubscribe();
+  stream.onClose(() => {
+    openStreams--;
+    subscription.unsubscribe();
+    clearTimeout(limit);
+  });
 }

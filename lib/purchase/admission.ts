@@ -3,7 +3,7 @@ import type { Config } from '../../config';
 import { appError, type AppError } from '../errors';
 import { checkSaleTime, type SaleCalendar } from '../sale/calendar';
 import { checkVerifyHash } from '../sale/verify-hash';
-import { keys } from '../store/keys';
+import { keys, outboxEntry } from '../store/keys';
 
 export interface PurchaseRequest {
   userId: number;
@@ -45,18 +45,26 @@ export function checkRequest(
   checkHash(config, req, now);
 }
 
+export interface ReserveOptions {
+  /** > 0: the PENDING result record is written in the same step, with this TTL. */
+  resultTtlSeconds: number;
+  /** The process that finishes this admission (see purchase/outbox.ts). */
+  admitter: string;
+  now?: Date;
+  /** False for an operator's resend: the user's and global limits do not apply. */
+  rateLimited?: boolean;
+}
+
 /**
- * One Redis round trip: pause, rate limits, the user's claim for the day and a reserved ticket.
- * With `resultTtlSeconds` > 0 the PENDING result record is written in the same step.
+ * One Redis round trip: pause, rate limits, the user's claim for the day, a reserved ticket and the
+ * admission's outbox entry; with `resultTtlSeconds` > 0 the PENDING result record too.
  */
 export async function reserve(
   redis: Redis,
   config: Config,
   req: { userId: number; date: string },
   messageId: string,
-  resultTtlSeconds: number,
-  now = new Date(),
-  rateLimited = true,
+  { resultTtlSeconds, admitter, now = new Date(), rateLimited = true }: ReserveOptions,
 ): Promise<Admission> {
   const { userId, date } = req;
   const rl = rateLimited
@@ -71,6 +79,7 @@ export async function reserve(
     keys.claims(date),
     keys.pending(date),
     keys.result(messageId),
+    keys.outbox,
     userId,
     messageId,
     rl.userMax,
@@ -80,6 +89,8 @@ export async function reserve(
     resultTtlSeconds,
     date,
     now.toISOString(),
+    now.getTime(),
+    outboxEntry({ date, messageId, admitter }),
   );
   if (outcome === 'OK') return { outcome, remaining: Number(value) };
   if (outcome === 'EXISTS') return { outcome, claim: value };

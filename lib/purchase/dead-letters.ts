@@ -3,7 +3,7 @@ import type { Config } from '../../config';
 import { appError } from '../errors';
 import { refusal, reserve } from './admission';
 import type { PurchaseQueue } from './queue';
-import { keys } from '../store/keys';
+import { keys, outboxEntry } from '../store/keys';
 
 /**
  * Sends a dead-lettered message through the queue (and the machine) again: its reservation is
@@ -13,19 +13,16 @@ export async function resendDeadLetter(
   queue: PurchaseQueue,
   redis: Redis,
   config: Config,
+  admitter: string,
   messageId: string,
 ) {
   const letter = await queue.findDeadLetter(messageId);
   if (!letter || letter.userId === 0) throw appError('NOT_FOUND', 'No dead letter with this message id');
-  const admission = await reserve(
-    redis,
-    config,
-    letter,
-    messageId,
-    config.resultTtlSeconds,
-    new Date(),
-    false,
-  );
+  const admission = await reserve(redis, config, letter, messageId, {
+    resultTtlSeconds: config.resultTtlSeconds,
+    admitter,
+    rateLimited: false,
+  });
   if (admission.outcome !== 'OK' && !(admission.outcome === 'EXISTS' && admission.claim === messageId)) {
     throw refusal(admission);
   }
@@ -35,7 +32,11 @@ export async function resendDeadLetter(
     { messageId, userId: letter.userId, date: letter.date, queuedAt: new Date().toISOString() },
     `${messageId}:resend:${letter.seq}`,
   );
-  await redis.hset(keys.result(messageId), 'seq', ack.seq);
+  await redis
+    .multi()
+    .hset(keys.result(messageId), 'seq', ack.seq)
+    .zrem(keys.outbox, outboxEntry({ date: letter.date, messageId, admitter }))
+    .exec();
   await queue.removeDeadLetter(letter.seq);
   return { messageId, status: 'PENDING' as const, seq: ack.seq };
 }

@@ -15,6 +15,7 @@ import {
   settle,
   type PurchaseRequest,
 } from './admission';
+import { OutboxAcks } from './outbox';
 import type { PurchaseQueue } from './queue';
 import { ResultHub } from './result-hub';
 import { fromOrder, readCachedResult, ResultRecorder, type ResultRecord } from './results';
@@ -44,8 +45,14 @@ export interface GatewayEvents {
 export class PurchaseGateway {
   readonly hub = new ResultHub();
   private readonly terminal: LRUCache<string, ResultRecord>;
+  /**
+   * Message ids found nowhere, for a second: a flood of polls for unknown ids costs the database one
+   * read per id and second. (A real message is in Redis before its id is handed out.)
+   */
+  private readonly unknown = new LRUCache<string, true>({ max: 10_000, ttl: 1000 });
   /** Adds the stream sequence to the PENDING records, for queue positions (one Redis call a turn). */
   private readonly recorder: ResultRecorder;
+  private readonly outboxAcks: OutboxAcks;
   /** Days this gateway knows are sold out, with the claims snapshot that keeps resubmits idempotent. */
   private readonly soldOut = new Map<string, { claims: Map<string, string>; loaded: boolean }>();
   private paused = false;
@@ -58,6 +65,7 @@ export class PurchaseGateway {
   ) {
     this.terminal = new LRUCache({ max: Math.max(1, rt.config.cache.resultLruSize) });
     this.recorder = new ResultRecorder(rt.redis, rt.config.resultTtlSeconds);
+    this.outboxAcks = new OutboxAcks(rt.redis);
   }
 
   /**
@@ -97,9 +105,14 @@ export class PurchaseGateway {
     }
     const messageId = randomUUID();
     const queuedAt = now;
+    const admitter = this.rt.admitter;
     let admission;
     try {
-      admission = await reserve(redis, config, req, messageId, config.resultTtlSeconds, queuedAt);
+      admission = await reserve(redis, config, req, messageId, {
+        resultTtlSeconds: config.resultTtlSeconds,
+        admitter,
+        now: queuedAt,
+      });
     } catch {
       return this.refuse('unavailable', 'UNAVAILABLE');
     }
@@ -132,13 +145,16 @@ export class PurchaseGateway {
       seq = ack.seq;
     } catch {
       // Never an accepted message that is not on the queue: undo the reservation and say so.
+      // (Should this process die before the undo, the outbox entry lets another gateway finish it.)
       await settle(redis, req, messageId, true, 'drop').catch(() => undefined);
       await redis.del(keys.result(messageId)).catch(() => undefined);
+      this.outboxAcks.remove({ date: req.date, messageId, admitter });
       return this.refuse(
         'unavailable',
         appError('UNAVAILABLE', 'The purchase queue is unavailable, try again'),
       );
     }
+    this.outboxAcks.remove({ date: req.date, messageId, admitter });
     this.recorder.record(messageId, 'PENDING', { seq: String(seq) }).catch(() => undefined);
     this.events.submitted('accepted');
     const position = this.positionOf(seq);
@@ -246,6 +262,28 @@ export class PurchaseGateway {
     this.paused = paused;
   }
 
+  /**
+   * The in-memory flags against Redis, the shared truth: a gateway that missed a broadcast (a NATS
+   * blip) must not refuse a resumed sale or a day with stock again forever. Run periodically and
+   * when the broker reconnects. While Redis is being rebuilt (no `ready`) its pause key says nothing.
+   */
+  async checkFlags(): Promise<void> {
+    const dates = [...this.soldOut.keys()];
+    const answers = await this.rt.redis
+      .pipeline([
+        ['exists', keys.ready],
+        ['exists', keys.paused],
+        ...dates.map((d) => ['get', keys.stock(d)]),
+      ])
+      .exec();
+    if (!answers || answers.some(([err]) => err)) return;
+    const [[, ready], [, paused], ...stocks] = answers;
+    if (ready === 1) this.paused = paused === 1;
+    dates.forEach((date, i) => {
+      if (Number(stocks[i][1]) > 0) this.soldOut.delete(date);
+    });
+  }
+
   /** Consumer progress, for queue positions and adaptive poll intervals. */
   async refreshBacklog(): Promise<void> {
     const info = await this.queue.consumerInfo();
@@ -297,9 +335,12 @@ export class PurchaseGateway {
   private async lookup(messageId: string): Promise<ResultRecord | null> {
     let record = await readCachedResult(this.rt.redis, messageId);
     if (record) this.events.resultRead('redis');
-    else {
+    else if (this.unknown.has(messageId)) {
+      this.events.resultRead('miss');
+    } else {
       const order = await orderByMessageId(this.rt.db, messageId);
       record = order ? fromOrder(order) : null;
+      if (!record) this.unknown.set(messageId, true);
       this.events.resultRead(record ? 'database' : 'miss');
     }
     if (record && isTerminal(record.status)) this.terminal.set(messageId, record);

@@ -166,12 +166,13 @@ export class OrderWriter {
       if (outcome.kind === 'success') return { ...p, giveBack: false, claim: 'keep' };
       // Sold out in the database: the Redis reservation was a phantom, so nothing goes back.
       const giveBack = outcome.errorCode !== ERRORS.SOLD_OUT.code;
-      if (giveBack) this.opts.onStockReturned?.(p.date);
       return { ...p, giveBack, claim: 'drop' };
     });
     try {
       // One call for the whole group (one sale day).
       const settled = await settleMany(this.redis, group[0].date, items);
+      // Announced once the ticket is really back in Redis, so a gateway told "stock returned" finds it.
+      if (items.some((item, i) => item.giveBack && settled[i])) this.opts.onStockReturned?.(group[0].date);
       // A new order whose reservation the cache no longer holds (Redis lost it, or a gateway undid
       // it after a publish that looked failed) is counted now, or the cache would keep offering its
       // ticket and forget the user's claim.

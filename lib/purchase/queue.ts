@@ -1,6 +1,7 @@
 import {
   AckPolicy,
   connect,
+  DiscardPolicy,
   createInbox,
   DeliverPolicy,
   headers as natsHeaders,
@@ -43,7 +44,8 @@ export function queueNames(namespace: string) {
     consumer: `${ns}_workers`,
     dlqStream: `${ns}_PURCHASES_DLQ`,
     dlqSubjects: `${ns}.purchase-dlq.>`,
-    dlqSubject: (date: string) => `${ns}.purchase-dlq.${date}`,
+    /** One subject per message, so a resend finds its letter without reading the stream. */
+    dlqSubject: (messageId: string) => `${ns}.purchase-dlq.${messageId.replace(/[^A-Za-z0-9_-]/g, '_')}`,
   };
 }
 
@@ -192,6 +194,10 @@ export class PurchaseQueue {
         subjects: [this.names.dlqSubjects],
         retention: RetentionPolicy.Limits,
         duplicate_window: nanos(queue.duplicateWindowMs),
+        // Bounded: past either limit the oldest letters go (their results stay FAILED).
+        max_age: nanos(queue.dlqMaxAgeHours * 3_600_000),
+        max_msgs: queue.dlqMaxMessages,
+        discard: DiscardPolicy.Old,
       },
     ];
     for (const stream of streams) {
@@ -241,7 +247,7 @@ export class PurchaseQueue {
     const h = natsHeaders();
     h.set('Miaosha-Error', error.slice(0, 200).replace(/[\r\n]/g, ' '));
     const letter = { ...message, error, deliveries, deadLetteredAt: new Date().toISOString() };
-    await this.js.publish(this.names.dlqSubject(message.date), encode(letter), {
+    await this.js.publish(this.names.dlqSubject(message.messageId), encode(letter), {
       msgID: `${message.messageId}:dlq:${sourceSeq}:${deliveries}`,
       headers: h,
     });
@@ -264,15 +270,19 @@ export class PurchaseQueue {
     return { total: info.state.messages, letters };
   }
 
+  /** The newest letter of a message: one lookup by its subject, whatever the stream's size. */
   async findDeadLetter(messageId: string): Promise<DeadLetter | undefined> {
-    const info = await this.jsm.streams.info(this.names.dlqStream);
-    for (let seq = info.state.last_seq; seq >= info.state.first_seq && seq > 0; seq--) {
-      const stored = await this.getDeadLetter(seq);
-      if (!stored) continue;
-      const letter = decode<DeadLetter>(stored.data);
-      if (letter.messageId === messageId) return { ...letter, seq };
+    let stored: StoredMsg;
+    try {
+      stored = await this.jsm.streams.getMessage(this.names.dlqStream, {
+        last_by_subj: this.names.dlqSubject(messageId),
+      });
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
     }
-    return undefined;
+    const letter = decode<DeadLetter>(stored.data);
+    return letter.messageId === messageId ? { ...letter, seq: stored.seq } : undefined;
   }
 
   async removeDeadLetter(seq: number): Promise<void> {

@@ -46,6 +46,8 @@ interface Delivery {
   message: PurchaseMessage;
   /** Result writes and acknowledgements in flight, in order. */
   writes: Promise<unknown>[];
+  /** When this delivery started here (for in-progress acknowledgements). */
+  since: number;
 }
 
 export interface WorkerHooks {
@@ -77,6 +79,7 @@ export class PurchaseWorker {
   private subscriptions: Subscription[] = [];
   private stopping = false;
   private fetching?: ConsumerMessages;
+  private heartbeat?: NodeJS.Timeout;
   private readonly freed$ = new Subject<void>();
   inFlight = 0;
 
@@ -99,6 +102,7 @@ export class PurchaseWorker {
   }
 
   async start(): Promise<void> {
+    this.heartbeat = setInterval(() => this.keepAlive(), this.config.queue.ackWaitMs / 3);
     this.subscriptions.push(
       this.transitions$
         .pipe(
@@ -159,6 +163,7 @@ export class PurchaseWorker {
     const deadline = Date.now() + 10_000;
     while (this.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     for (const s of this.subscriptions) s.unsubscribe();
+    clearInterval(this.heartbeat);
     this.writer.close();
   }
 
@@ -199,7 +204,7 @@ export class PurchaseWorker {
         delayMs: queue.delayMs,
       },
     });
-    const delivery: Delivery = { msg, message, writes: [] };
+    const delivery: Delivery = { msg, message, writes: [], since: Date.now() };
     this.deliveries.set(actor.sessionId, delivery);
     try {
       const done = toPromise(actor);
@@ -277,11 +282,36 @@ export class PurchaseWorker {
     // A waiting status changes three fields of the record admission wrote; a final one writes it whole.
     const terminal = isTerminal(r.status);
     const fields = toFields(terminal ? record : { status: r.status, attempts: r.attempts, updatedAt: now });
-    writes.push(this.recorder.record(message.messageId, r.status, fields));
-    this.transitions$.next(record);
-    if (terminal) {
-      this.hooks.finished?.(record, Date.now() - Date.parse(message.queuedAt));
-      if (r.errorCode === 5000) this.hooks.deadLettered?.(record);
+    const written = this.recorder.record(message.messageId, r.status, fields);
+    writes.push(written);
+    // Only what the result store took is told: a late failure of a message that succeeded meanwhile
+    // (RECORD refuses it) must not show FAILED anywhere.
+    written.then(
+      (ok) => {
+        if (!ok) return;
+        this.transitions$.next(record);
+        if (!terminal) return;
+        this.hooks.finished?.(record, Date.now() - Date.parse(message.queuedAt));
+        if (r.errorCode === 5000) this.hooks.deadLettered?.(record);
+      },
+      () => undefined, // the delivery fails on it and is redelivered
+    );
+  }
+
+  /**
+   * Tells JetStream that the deliveries still in flight after a third of the ack wait are being
+   * worked on, so the ack wait can be short: a crashed worker's messages come back within seconds,
+   * while a slow one (retrying, a long batch) keeps its own.
+   */
+  private keepAlive(): void {
+    const due = Date.now() - this.config.queue.ackWaitMs / 3;
+    for (const d of this.deliveries.values()) {
+      if (d.since > due) continue;
+      try {
+        d.msg.working();
+      } catch {
+        // The connection is away: JetStream redelivers after the ack wait, the order stays idempotent.
+      }
     }
   }
 

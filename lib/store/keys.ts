@@ -6,6 +6,11 @@ export const keys = {
   ready: 'ready',
   paused: 'paused',
   rebuildLock: 'rebuild-lock',
+  /** Sorted set of admissions not yet on the queue (V2) or not yet committed (V1), by admission time. */
+  outbox: 'outbox',
+  outboxLock: 'outbox-lock',
+  /** Present while the process that owns outbox entries lives (its heartbeat). */
+  admitter: (id: string) => `admitter:${id}`,
   stock: (date: string) => `day:${date}:stock`,
   claims: (date: string) => `day:${date}:claims`,
   pending: (date: string) => `day:${date}:pending`,
@@ -13,3 +18,19 @@ export const keys = {
   userRate: (userId: number) => `rl:u:${userId}`,
   globalRate: 'rl:g',
 };
+
+/** One admission in the outbox: its sale day, its message (or V1 reservation) id, and its admitter. */
+export interface OutboxEntry {
+  date: string;
+  messageId: string;
+  admitter: string;
+}
+
+export const outboxEntry = ({ date, messageId, admitter }: OutboxEntry): string =>
+  `${date}/${messageId}/${admitter}`;
+
+export function parseOutboxEntry(entry: string): OutboxEntry | undefined {
+  const [date, messageId, admitter, ...rest] = entry.split('/');
+  if (!date || !messageId || !admitter || rest.length) return undefined;
+  return { date, messageId, admitter };
+}

@@ -25,7 +25,7 @@ export function createRedis(url: string, namespace: string, extra: RedisOptions 
     retryStrategy: (times) => Math.min(times * 100, 2000),
     ...extra,
   });
-  redis.defineCommand('admit', { numberOfKeys: 8, lua: ADMIT });
+  redis.defineCommand('admit', { numberOfKeys: 9, lua: ADMIT });
   redis.defineCommand('settle', { numberOfKeys: 3, lua: SETTLE });
   redis.defineCommand('restock', { numberOfKeys: 2, lua: RESTOCK });
   redis.defineCommand('adopt', { numberOfKeys: 3, lua: ADOPT });

@@ -4,10 +4,12 @@
  */
 
 /**
- * admit — rate limits, pause, idempotent claim and stock reservation in one step.
- * KEYS: ready, paused, userRate, globalRate, stock, claims, pending, result
+ * admit — rate limits, pause, idempotent claim and stock reservation in one step. An admission also
+ * enters the outbox (admissions the queue has not acknowledged yet, or V1 purchases not committed
+ * yet), so one that its process never finishes is found and finished by another (purchase/outbox.ts).
+ * KEYS: ready, paused, userRate, globalRate, stock, claims, pending, result, outbox
  * ARGV: userId, messageId, userMax, userWindowMs, globalMax, globalWindowMs, resultTtlSeconds (0 = no
- *       result record), date, nowIso
+ *       result record), date, nowIso, nowMs, outboxEntry
  * Returns {outcome, value}: NOT_READY | PAUSED | RATE_LIMITED | EXISTS <claim> | SOLD_OUT | OK <remaining>
  */
 export const ADMIT = `
@@ -33,6 +35,7 @@ if tonumber(stock) <= 0 then return {'SOLD_OUT', ''} end
 local remaining = redis.call('DECR', KEYS[5])
 redis.call('HSET', KEYS[6], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[7], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[9], ARGV[10], ARGV[11])
 local ttl = tonumber(ARGV[7])
 if ttl > 0 then
   redis.call('HSET', KEYS[8], 'messageId', ARGV[2], 'userId', ARGV[1], 'date', ARGV[8], 'status', 'PENDING',

@@ -1,7 +1,7 @@
 import type { Runtime } from '../runtime';
 import { fromOrder, toFields } from '../purchase/results';
 import { keys } from '../store/keys';
-import { findDays } from './days';
+import { findDays, salePausedAt } from './days';
 import { validOrdersOfDay } from './orders';
 import { restockDay } from './stock';
 
@@ -77,6 +77,10 @@ export async function reconcileCache(rt: Runtime, dates: readonly string[]): Pro
       repair.resultsRestored +
       (repair.stock.cached === stock ? 0 : 1);
   }
+  // The pause is the database's: a cache that lost it must not reopen a paused sale.
+  const pausedAt = await salePausedAt(db);
+  if (pausedAt) await redis.set(keys.paused, pausedAt.toISOString());
+  else await redis.del(keys.paused);
   await redis.set(keys.ready, new Date().toISOString());
   return report;
 }

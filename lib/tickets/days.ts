@@ -90,3 +90,18 @@ export async function setStock(db: Sequelize, date: string, total: number, name?
     return updated;
   });
 }
+
+/** Records the sale's pause in the database (the durable truth the cache is rebuilt from). */
+export async function setSalePaused(db: Sequelize, paused: boolean): Promise<void> {
+  await db.query(
+    `UPDATE sale_state SET paused_at = CASE WHEN $1 THEN coalesce(paused_at, now()) END, updated_at = now()`,
+    { bind: [paused] },
+  );
+}
+
+export async function salePausedAt(db: Sequelize): Promise<Date | null> {
+  const [row] = await db.query<{ pausedAt: Date | null }>('SELECT paused_at AS "pausedAt" FROM sale_state', {
+    type: QueryTypes.SELECT,
+  });
+  return row?.pausedAt ?? null;
+}

@@ -2,8 +2,16 @@ import { randomUUID } from 'node:crypto';
 import { QueryTypes, UniqueConstraintError, ForeignKeyConstraintError, type Sequelize } from 'sequelize';
 import type { Runtime } from '../runtime';
 import { appError } from '../errors';
-import { checkRequest, refusal, reserve, settle, v1Claim, type PurchaseRequest } from '../purchase/admission';
-import { keys } from '../store/keys';
+import {
+  adoptOrder,
+  checkRequest,
+  refusal,
+  reserve,
+  settle,
+  v1Claim,
+  type PurchaseRequest,
+} from '../purchase/admission';
+import { keys, outboxEntry } from '../store/keys';
 import { findDay } from './days';
 import { restockDay } from './stock';
 
@@ -28,18 +36,26 @@ const ORDER_COLUMNS = `order_no AS "orderNo", message_id AS "messageId", user_id
 export async function purchaseV1(rt: Runtime, req: PurchaseRequest): Promise<OrderView> {
   checkRequest(rt.config, rt.calendar, req);
   const reservation = `v1-${randomUUID()}`;
-  const admission = await reserve(rt.redis, rt.config, req, reservation, 0);
+  const { admitter, redis } = rt;
+  const admission = await reserve(redis, rt.config, req, reservation, { resultTtlSeconds: 0, admitter });
   if (admission.outcome !== 'OK') throw refusal(admission);
+  const done = () =>
+    redis.zrem(keys.outbox, outboxEntry({ date: req.date, messageId: reservation, admitter }));
   let order: OrderView;
   try {
     order = await insertV1Order(rt.db, req.userId, req.date);
   } catch (err) {
     const code = (err as { data?: { appCode?: number } }).data?.appCode;
     // Sold out in the database: the reservation was a phantom, nothing to give back.
-    await settle(rt.redis, req, reservation, code !== 6002, 'drop').catch(() => undefined);
+    await settle(redis, req, reservation, code !== 6002, 'drop').catch(() => undefined);
+    await done().catch(() => undefined);
     throw err;
   }
-  await settle(rt.redis, req, reservation, false, 'set', v1Claim(order.orderNo));
+  const claim = v1Claim(order.orderNo);
+  // Not pending any more: the outbox recovery released it while this purchase was slow, so the
+  // order is counted now (as the worker does for a message whose reservation is gone).
+  if (!(await settle(redis, req, reservation, false, 'set', claim))) await adoptOrder(redis, req, claim);
+  await done();
   return order;
 }
 

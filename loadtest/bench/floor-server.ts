@@ -2,7 +2,7 @@
  * The "submit floor": the least work any accepted V2 submit needs, on the echo's gateway. It
  * validates the body with the service's rules, checks the sale calendar and the verify hash, makes
  * the service's one-round-trip Redis admission and one JetStream publish through the service's
- * publisher, awaiting its acknowledgement. Nothing else runs beside it: no workers and no database,
+ * publisher, awaiting its acknowledgement, and takes the admission out of the outbox. Nothing else runs beside it: no workers and no database,
  * no result events, no metrics, no queue positions. The full service does all this and makes the
  * orders too, on the same machine: the floor's ratio to the echo bounds what the submit scenario
  * can reach through the same gateway path.
@@ -13,6 +13,7 @@ import type { Context } from 'moleculer';
 import type { Config } from '../../config';
 import { appError } from '../../lib/errors';
 import { checkRequest, refusal, reserve, type PurchaseRequest } from '../../lib/purchase/admission';
+import { OutboxAcks } from '../../lib/purchase/outbox';
 import { Runtime } from '../../lib/runtime';
 import { saleDates } from '../../lib/sale/calendar';
 import { keys } from '../../lib/store/keys';
@@ -22,18 +23,23 @@ import { runBaseline } from './baseline-gateway';
 /** Stock for every sale day: the floor never runs out. */
 const FLOOR_STOCK = 1_000_000_000;
 
-async function submit(runtime: Runtime, req: PurchaseRequest) {
-  const { config, redis } = runtime;
+async function submit(runtime: Runtime, acks: OutboxAcks, req: PurchaseRequest) {
+  const { config, redis, admitter } = runtime;
   const now = new Date();
   checkRequest(config, runtime.calendar, req, now);
   const messageId = randomUUID();
-  const admission = await reserve(redis, config, req, messageId, config.resultTtlSeconds, now);
+  const admission = await reserve(redis, config, req, messageId, {
+    resultTtlSeconds: config.resultTtlSeconds,
+    admitter,
+    now,
+  });
   if (admission.outcome !== 'OK') throw refusal(admission);
   const queue = await runtime.queue('floor');
   const queuedAt = now.toISOString();
   await queue.publish({ messageId, userId: req.userId, date: req.date, queuedAt }).catch(() => {
     throw appError('UNAVAILABLE', 'The purchase queue is unavailable, try again');
   });
+  acks.remove({ date: req.date, messageId, admitter });
   return {
     messageId,
     status: 'PENDING',
@@ -47,13 +53,14 @@ runBaseline({
   action: 'floor.submit',
   services: (config: Config) => {
     const runtime = new Runtime(config);
+    const acks = new OutboxAcks(runtime.redis);
     return [
       {
         name: 'floor',
         actions: {
           submit: {
             params: purchaseParams,
-            handler: (ctx: Context<PurchaseRequest>) => submit(runtime, ctx.params),
+            handler: (ctx: Context<PurchaseRequest>) => submit(runtime, acks, ctx.params),
           },
         },
         async started() {

@@ -128,7 +128,10 @@ describe('V2 duplicate deliveries arriving together', () => {
   it('does not double-book a reservation made directly and published twice under different ids', async () => {
     const queue = await app.rt.queue();
     const messageId = `direct-${Date.now()}`;
-    const admission = await reserve(app.rt.redis, app.config, { userId: 404, date }, messageId, 3600);
+    const admission = await reserve(app.rt.redis, app.config, { userId: 404, date }, messageId, {
+      resultTtlSeconds: 3600,
+      admitter: app.rt.admitter,
+    });
     expect(admission.outcome).toBe('OK');
     const message = { messageId, userId: 404, date, queuedAt: new Date().toISOString() };
     const [a, b] = await Promise.all([

@@ -4,7 +4,7 @@ import { QueryTypes } from 'sequelize';
 import { formatReport, runAudit, type AuditReport, type CheckId } from '../../lib/audit/audit';
 import { parseArgs } from '../../lib/audit/cli';
 import type { ResultRecord } from '../../lib/purchase/results';
-import { keys } from '../../lib/store/keys';
+import { keys, outboxEntry } from '../../lib/store/keys';
 import { eventually, startApp, type TestApp } from '../helpers/app';
 
 /**
@@ -89,6 +89,7 @@ describe('audit', () => {
       ['cache-converges', 'pass'],
       ['queue-drained', 'pass'],
       ['no-stuck-messages', 'pass'],
+      ['no-stranded-admissions', 'pass'],
       ['dead-letters', 'pass'],
     ]);
     const day = report.days.find((d) => d.date === date)!;
@@ -261,6 +262,37 @@ describe('audit', () => {
     } finally {
       await app.rt.redis.del(keys.result(stuck));
       await app.rt.redis.hdel(keys.pending(date), ended.messageId);
+    }
+  });
+
+  it('fails "no-stranded-admissions" for an admission the queue never acknowledged', async () => {
+    const messageId = 'stranded-message-0001';
+    // Owned by the live service and younger than its grace: its outbox recovery leaves it alone.
+    const entry = outboxEntry({ date, messageId, admitter: app.rt.admitter });
+    await app.rt.redis
+      .multi()
+      .hset(keys.pending(date), messageId, '98')
+      .zadd(keys.outbox, Date.now() - 5000, entry)
+      .exec();
+    try {
+      const report = await runAudit(app.config, { live: true, stuckAfterMs: 1000 });
+      expect(report.failed).toEqual(['no-stranded-admissions']);
+      const check = report.checks.find((c) => c.id === 'no-stranded-admissions')!;
+      expect(check.figures).toMatchObject({ outbox: 1, stranded: 1 });
+      expect(check.problems[0]).toContain(`admission ${messageId} of user 98 unpublished since`);
+      // Younger than the threshold, it is on its way to the queue.
+      const lenient = await runAudit(app.config, { live: true, stuckAfterMs: 60_000 });
+      expect(lenient.checks.find((c) => c.id === 'no-stranded-admissions')!.figures).toMatchObject({
+        outbox: 1,
+        stranded: 0,
+      });
+      const run = await cli(app.env, ['--live', '--stuck-after-ms', '1000']);
+      expect(run.code).toBe(1);
+      expect(run.stdout).toMatch(
+        /✘ no-stranded-admissions\s+1 admission awaiting the queue, 1 older than 1000 ms/,
+      );
+    } finally {
+      await app.rt.redis.multi().hdel(keys.pending(date), messageId).zrem(keys.outbox, entry).exec();
     }
   });
 

@@ -1,6 +1,6 @@
 import type Redis from 'ioredis';
 import { ResultRecorder } from '../../lib/purchase/results';
-import { keys } from '../../lib/store/keys';
+import { keys, outboxEntry } from '../../lib/store/keys';
 import { createRedis, deleteNamespace } from '../../lib/store/redis';
 import { eventually, uniqueNamespace } from '../helpers/app';
 
@@ -34,6 +34,7 @@ describe('Lua scripts', () => {
       keys.claims(DATE),
       keys.pending(DATE),
       keys.result(a.messageId),
+      keys.outbox,
       a.userId,
       a.messageId,
       a.userMax ?? 0,
@@ -43,6 +44,8 @@ describe('Lua scripts', () => {
       a.resultTtl ?? 0,
       DATE,
       NOW,
+      Date.parse(NOW),
+      outboxEntry({ date: DATE, messageId: a.messageId, admitter: 'test' }),
     );
 
   const settle = async (userId: number, messageId: string, delta: 0 | 1, mode: string, value = '') =>
@@ -120,6 +123,11 @@ describe('Lua scripts', () => {
       const ttl = await redis.ttl(keys.result('msg-7'));
       expect(ttl).toBeGreaterThan(0);
       expect(ttl).toBeLessThanOrEqual(600);
+      // The admission waits in the outbox, by its time, until the queue acknowledges it.
+      expect(await redis.zrange(keys.outbox, 0, -1, 'WITHSCORES')).toEqual([
+        outboxEntry({ date: DATE, messageId: 'msg-7', admitter: 'test' }),
+        String(Date.parse(NOW)),
+      ]);
     });
 
     it('writes no result record when resultTtl is 0', async () => {
@@ -136,6 +144,7 @@ describe('Lua scripts', () => {
       expect(await stock()).toBe('2');
       expect(await redis.hgetall(keys.pending(DATE))).toEqual({ first: '7' });
       expect(await redis.exists(keys.result('second'))).toBe(0);
+      expect(await redis.zcard(keys.outbox)).toBe(1);
       // A V1 claim is returned as it is.
       await redis.hset(keys.claims(DATE), '8', 'v1:O123');
       expect(await admit({ userId: 8, messageId: 'third' })).toEqual(['EXISTS', 'v1:O123']);
@@ -152,6 +161,7 @@ describe('Lua scripts', () => {
       expect(Object.keys(await redis.hgetall(keys.claims(DATE)))).toEqual(['1']);
       expect(await redis.hlen(keys.pending(DATE))).toBe(1);
       expect(await redis.exists(keys.result('b'))).toBe(0);
+      expect(await redis.zcard(keys.outbox)).toBe(1);
     });
 
     it('never admits more than the stock', async () => {
