@@ -8,6 +8,7 @@ import net, { type AddressInfo, type Socket } from 'node:net';
 export class TcpProxy {
   private readonly sockets = new Set<Socket>();
   private cutSince: number | null = null;
+  private holes = false;
   /** Connections forwarded since start, and connections refused while cut. */
   readonly stats = { forwarded: 0, refused: 0, cuts: 0 };
 
@@ -54,6 +55,21 @@ export class TcpProxy {
 
   restore(): void {
     this.cutSince = null;
+    this.holes = false;
+  }
+
+  /**
+   * Keeps every connection open but forwards nothing more, either way (new ones too): requests
+   * vanish and answers never come, as when a network path goes dark. `restore()` ends it for new
+   * connections.
+   */
+  blackhole(): void {
+    this.holes = true;
+    for (const socket of this.sockets) {
+      socket.unpipe();
+      socket.removeAllListeners('data');
+      socket.on('data', () => undefined);
+    }
   }
 
   async close(): Promise<void> {
@@ -73,8 +89,13 @@ export class TcpProxy {
     this.sockets.add(upstream);
     client.setNoDelay(true);
     upstream.setNoDelay(true);
-    client.pipe(upstream);
-    upstream.pipe(client);
+    if (this.holes) {
+      client.on('data', () => undefined);
+      upstream.on('data', () => undefined);
+    } else {
+      client.pipe(upstream);
+      upstream.pipe(client);
+    }
     const drop = () => {
       this.sockets.delete(client);
       this.sockets.delete(upstream);
