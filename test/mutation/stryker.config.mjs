@@ -23,7 +23,7 @@ export default {
   coverageAnalysis: 'perTest',
   // The machine is shared with servers and other test runs.
   concurrency: 2,
-  timeoutMS: 20_000,
+  timeoutMS: 10_000,
   tempDirName: 'test-artifacts/stryker-tmp',
   reporters: ['clear-text', 'progress', 'json'],
   jsonReporter: { fileName: 'test-artifacts/mutation.json' },

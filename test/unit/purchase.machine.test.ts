@@ -96,6 +96,7 @@ describe('purchase machine: exported helpers', () => {
   it('treats only SUCCESS and FAILED as terminal', () => {
     expect(TERMINAL_STATUSES).toEqual(['SUCCESS', 'FAILED']);
     expect(SYSTEM_ERROR_CODE).toBe(5000);
+    expect(purchaseMachine.id).toBe('purchase');
     for (const s of ['SUCCESS', 'FAILED']) expect(isTerminal(s)).toBe(true);
     for (const s of ['PENDING', 'PROCESSING', 'RETRYING', 'DELAYED', 'success', '']) {
       expect(isTerminal(s)).toBe(false);
@@ -372,6 +373,7 @@ describe('purchase machine', () => {
     ['null', null, 'null'],
     ['undefined', undefined, 'undefined'],
     ['an object with a message', { message: 'pool exhausted', code: 'E1' }, 'pool exhausted'],
+    ['an object whose message is not text', { message: 42 }, '{"message":42}'],
     ['a plain object', { code: 'ETIMEDOUT' }, '{"code":"ETIMEDOUT"}'],
     ['a circular object', circular, '[object Object]'],
     ['a BigInt', 10n, '10'],
@@ -457,6 +459,31 @@ describe('purchase machine: defaults make a missing provide obvious', () => {
       action: 'deadLetter',
       params: { errorMessage: expect.stringContaining('"processOrder" was not provided') },
     });
+  });
+
+  it.each<[string, Partial<PurchaseMachineInput>]>([
+    ['nak', { retryAttempts: 0, deliveryCount: 1, maxDeliver: 2 }],
+    ['deadLetter', { retryAttempts: 0, deliveryCount: 1, maxDeliver: 1 }],
+  ])('a missing %s makes the actor fail too', async (action, input) => {
+    const machine = purchaseMachine.provide({
+      actions: { ack: () => undefined },
+      actors: {
+        processOrder: fromPromise<OrderOutcome, ProcessOrderInput>(async () => {
+          throw new Error('database unavailable');
+        }),
+      },
+    });
+    const actor = createActor(machine, { input: { ...BASE_INPUT, ...input }, clock: new SimulatedClock() });
+    const failure = toPromise(actor).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    actor.start();
+    actor.send({ type: 'START' });
+    await flush();
+    expect(await failure).toEqual(
+      new Error(`purchaseMachine: action "${action}" was not provided (use purchaseMachine.provide)`),
+    );
   });
 
   it('a missing ack makes the actor fail instead of silently leaving the message un-acked', async () => {
