@@ -4,8 +4,16 @@ import { createBroker } from '../../lib/broker';
 import type { OrderView } from '../../lib/tickets/orders';
 import type { RepairReport } from '../../lib/tickets/cache';
 import { keys } from '../../lib/store/keys';
-import { eventually, startApp, type HttpAnswer, type TestApp } from '../helpers/app';
-import { dayStock, rowsOf, submit, terminal, type PolledResult } from '../helpers/purchase';
+import { startApp, type HttpAnswer, type TestApp } from '../helpers/app';
+import {
+  dayStock,
+  expectConsistent,
+  rowsOf,
+  submit,
+  terminal,
+  validOrders,
+  type PolledResult,
+} from '../helpers/purchase';
 
 /**
  * "Redis only admits; PostgreSQL decides": the cache is made wrong behind the service's back (stock
@@ -31,14 +39,6 @@ const placeOrders = (app: TestApp, date: string, messageIds: string[], userIds: 
     [date, messageIds, userIds, 5000],
   );
 
-const validOrders = (app: TestApp, date: string) =>
-  rowsOf<{ userId: number; messageId: string | null; ticketCode: string }>(
-    app,
-    `SELECT user_id AS "userId", message_id AS "messageId", ticket_code AS "ticketCode"
-     FROM orders WHERE date = $1 AND status = 'valid' ORDER BY user_id`,
-    [date],
-  );
-
 const v1Purchase = (app: TestApp, userId: number, date: string) =>
   app.post<OrderView>('/api/tickets/v1/purchase', { userId, date, verifyHash: app.hash(userId, date) });
 
@@ -56,21 +56,6 @@ async function reconcile(app: TestApp, date: string) {
   const res = await app.post<RepairReport>('/api/admin/reconcile', {}, app.admin);
   expect(res.body.code).toBe(200);
   return res.body.data.days.find((d) => d.date === date)!;
-}
-
-/** SPEC §5 for one day once idle: balanced stock, one valid order per user, the cache agreeing. */
-async function expectConverged(app: TestApp, date: string): Promise<void> {
-  const day = await dayStock(app, date);
-  const orders = await validOrders(app, date);
-  expect(day.sold + day.remaining).toBe(day.total);
-  expect(orders).toHaveLength(day.sold);
-  expect(new Set(orders.map((o) => o.userId)).size).toBe(orders.length);
-  await eventually(async () => ((await app.rt.redis.hlen(keys.pending(date))) === 0 ? true : undefined));
-  expect(Number(await app.rt.redis.get(keys.stock(date)))).toBe(day.remaining);
-  const claims = await app.rt.redis.hgetall(keys.claims(date));
-  for (const o of orders)
-    expect(claims[String(o.userId)]).toEqual(o.messageId ?? expect.stringMatching(/^v1:/));
-  expect(Object.keys(claims)).toHaveLength(orders.length);
 }
 
 /** Every answer accepted (the wrong cache admits them all), then each message's terminal result. */
@@ -127,7 +112,7 @@ describe('the database decides when the cache is wrong', () => {
       // The cache converges: reconcile finds the wrong stock and sets it from the database.
       const repair = await reconcile(app, date);
       expect(repair.stock).toEqual({ cached: 500 - buyers.length, expected: 0 });
-      await expectConverged(app, date);
+      await expectConsistent(app, date);
       expect((await submit(app, 1100, date)).body.code).toBe(6002);
     },
     SLOW,
@@ -156,7 +141,7 @@ describe('the database decides when the cache is wrong', () => {
 
       const repair = await reconcile(app, date);
       expect(repair.stock.expected).toBe(0);
-      await expectConverged(app, date);
+      await expectConsistent(app, date);
       expect((await v1Purchase(app, 1300, date)).body.code).toBe(6002);
     },
     SLOW,
@@ -203,7 +188,7 @@ describe('the database decides when the cache is wrong', () => {
       // Reconcile gives the holders their claims back: a new submit answers their first message.
       const repair = await reconcile(app, date);
       expect(repair.claimsAdded).toBe(holders.length + newcomers.length);
-      await expectConverged(app, date);
+      await expectConsistent(app, date);
       expect((await submit(app, holders[0], date)).body.data.messageId).toBe(first[0].messageId);
       expect((await v1Purchase(app, holders[1], date)).body.code).toBe(6005);
     },
@@ -329,7 +314,7 @@ describe('messages in flight when the cache is wrong', () => {
         remaining: before.remaining - 2,
         sold: before.sold + 2,
       });
-      await expectConverged(app, date);
+      await expectConsistent(app, date);
     },
     SLOW,
   );

@@ -461,6 +461,23 @@ describe('purchase machine: defaults make a missing provide obvious', () => {
     });
   });
 
+  /** Runs the machine once; what its actor failed with (null when it finished) and its status. */
+  async function failureOf(machine: typeof purchaseMachine, input: PurchaseMachineInput) {
+    const actor = createActor(machine, { input, clock: new SimulatedClock() });
+    // Handle the rejection at once so Node does not flag it as unhandled.
+    const failure = toPromise(actor).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    actor.start();
+    actor.send({ type: 'START' });
+    await flush();
+    return { error: await failure, status: actor.getSnapshot().status };
+  }
+
+  const notProvided = (action: string) =>
+    new Error(`purchaseMachine: action "${action}" was not provided (use purchaseMachine.provide)`);
+
   it.each<[string, Partial<PurchaseMachineInput>]>([
     ['nak', { retryAttempts: 0, deliveryCount: 1, maxDeliver: 2 }],
     ['deadLetter', { retryAttempts: 0, deliveryCount: 1, maxDeliver: 1 }],
@@ -473,35 +490,16 @@ describe('purchase machine: defaults make a missing provide obvious', () => {
         }),
       },
     });
-    const actor = createActor(machine, { input: { ...BASE_INPUT, ...input }, clock: new SimulatedClock() });
-    const failure = toPromise(actor).then(
-      () => null,
-      (e: unknown) => e,
-    );
-    actor.start();
-    actor.send({ type: 'START' });
-    await flush();
-    expect(await failure).toEqual(
-      new Error(`purchaseMachine: action "${action}" was not provided (use purchaseMachine.provide)`),
-    );
+    expect(await failureOf(machine, { ...BASE_INPUT, ...input })).toEqual({
+      error: notProvided(action),
+      status: 'error',
+    });
   });
 
   it('a missing ack makes the actor fail instead of silently leaving the message un-acked', async () => {
     const machine = purchaseMachine.provide({
       actors: { processOrder: fromPromise<OrderOutcome, ProcessOrderInput>(async () => OK) },
     });
-    const actor = createActor(machine, { input: BASE_INPUT, clock: new SimulatedClock() });
-    // Handle the rejection at once so Node does not flag it as unhandled.
-    const failure = toPromise(actor).then(
-      () => null,
-      (e: unknown) => e,
-    );
-    actor.start();
-    actor.send({ type: 'START' });
-    await flush();
-    expect(await failure).toEqual(
-      new Error('purchaseMachine: action "ack" was not provided (use purchaseMachine.provide)'),
-    );
-    expect(actor.getSnapshot().status).toBe('error');
+    expect(await failureOf(machine, BASE_INPUT)).toEqual({ error: notProvided('ack'), status: 'error' });
   });
 });
