@@ -17,7 +17,6 @@ const ROOT = resolve(__dirname, '../..');
 const SKIPPED = new Set(['node_modules', '.git', 'dist', 'coverage', 'test-artifacts']);
 
 interface JestReport {
-  numFailedTests: number;
   numRuntimeErrorTestSuites: number;
   testResults: { name: string; assertionResults: { fullName: string; status: string }[] }[];
 }
@@ -61,12 +60,12 @@ function runJest(dir: string, tests: string[]): Outcome {
   } catch {
     return { passed: false, failures: [`jest wrote no report: ${jest.stderr.slice(-500)}`], seconds };
   }
-  const failures = report.testResults.flatMap((file) => {
-    const failed = file.assertionResults.filter((a) => a.status === 'failed');
-    const where = file.name.slice(dir.length + 1);
-    // A suite that could not run (e.g. its setup threw) has no failed assertion to name.
-    return failed.length ? failed.map((a) => `${where} › ${a.fullName}`) : [];
-  });
+  const failures = report.testResults.flatMap((file) =>
+    file.assertionResults
+      .filter((a) => a.status === 'failed')
+      .map((a) => `${file.name.slice(dir.length + 1)} › ${a.fullName}`),
+  );
+  // A suite that could not run (e.g. its setup threw) has no failed assertion to name.
   if (report.numRuntimeErrorTestSuites > 0 && failures.length === 0)
     failures.push('a test suite failed to run');
   return { passed: jest.status === 0, failures, seconds };
