@@ -13,6 +13,13 @@ export const dbGuards: GuardMutant[] = [
     tests,
   },
   {
+    name: 'place_orders finds the order of a redelivered message',
+    file,
+    find: 'FROM orders x WHERE x.message_id = f.m LIMIT 1',
+    replace: 'FROM orders x WHERE false LIMIT 1',
+    tests,
+  },
+  {
     name: 'place_orders refuses a user who already holds a ticket',
     file,
     find: 'WHERE l.done_no IS NULL AND l.known AND NOT l.holds ORDER BY l.u, l.n',
