@@ -60,29 +60,32 @@ export async function purchaseV1(rt: Runtime, req: PurchaseRequest): Promise<Ord
 }
 
 async function insertV1Order(db: Sequelize, userId: number, date: string): Promise<OrderView> {
+  let order: OrderView | undefined;
   try {
-    return await db.transaction(async (transaction) => {
+    order = await db.transaction(async (transaction) => {
       const taken = await db.query(
         `UPDATE ticket_days SET remaining = remaining - 1, sold = sold + 1, version = version + 1,
            updated_at = now()
          WHERE date = $1 AND remaining > 0 AND status = 'on_sale' RETURNING remaining`,
         { bind: [date], type: QueryTypes.SELECT, transaction },
       );
-      if (taken.length === 0) {
-        throw (await findDay(db, date)) ? appError('SOLD_OUT') : appError('NO_SUCH_DAY');
-      }
-      const [order] = await db.query<OrderView>(
+      if (taken.length === 0) return undefined;
+      const [inserted] = await db.query<OrderView>(
         `INSERT INTO orders (user_id, date, ticket_code) VALUES ($1, $2, make_ticket_code($2))
          RETURNING ${ORDER_COLUMNS}`,
         { bind: [userId, date], type: QueryTypes.SELECT, transaction },
       );
-      return order;
+      return inserted;
     });
   } catch (err) {
     if (err instanceof UniqueConstraintError) throw appError('ALREADY_PURCHASED');
     if (err instanceof ForeignKeyConstraintError) throw appError('UNKNOWN_USER');
     throw err;
   }
+  // Asked once the transaction has given its connection back: asking inside it needs a second
+  // connection, and many sold-out purchases waiting at once then starve the pool (5030 after 10 s).
+  if (!order) throw (await findDay(db, date)) ? appError('SOLD_OUT') : appError('NO_SUCH_DAY');
+  return order;
 }
 
 export async function ordersOfUser(db: Sequelize, userId: number): Promise<OrderView[]> {

@@ -100,3 +100,30 @@ export async function saleState(app: TestApp) {
   );
   return { days, orders, redis };
 }
+
+/** A day's valid orders, by user. */
+export const validOrders = (app: TestApp, date: string) =>
+  rowsOf<{ userId: number; messageId: string | null; ticketCode: string }>(
+    app,
+    `SELECT user_id AS "userId", message_id AS "messageId", ticket_code AS "ticketCode"
+     FROM orders WHERE date = $1 AND status = 'valid' ORDER BY user_id`,
+    [date],
+  );
+
+/**
+ * SPEC §5 for one day once the service is idle: balanced stock, one valid order per user, and the
+ * cache agreeing with the database (stock, each buyer's claim, nothing pending).
+ */
+export async function expectConsistent(app: TestApp, date: string): Promise<void> {
+  const day = await dayStock(app, date);
+  const orders = await validOrders(app, date);
+  expect(day.sold + day.remaining).toBe(day.total);
+  expect(orders).toHaveLength(day.sold);
+  expect(new Set(orders.map((o) => o.userId)).size).toBe(orders.length);
+  await eventually(async () => ((await app.rt.redis.hlen(keys.pending(date))) === 0 ? true : undefined));
+  expect(Number(await app.rt.redis.get(keys.stock(date)))).toBe(day.remaining);
+  const claims = await app.rt.redis.hgetall(keys.claims(date));
+  for (const o of orders)
+    expect(claims[String(o.userId)]).toEqual(o.messageId ?? expect.stringMatching(/^v1:/));
+  expect(Object.keys(claims)).toHaveLength(orders.length);
+}

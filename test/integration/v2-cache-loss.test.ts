@@ -1,31 +1,11 @@
-import { QueryTypes } from 'sequelize';
 import type { ResultRecord } from '../../lib/purchase/results';
 import { deleteNamespace } from '../../lib/store/redis';
 import { keys } from '../../lib/store/keys';
 import type { RepairReport } from '../../lib/tickets/cache';
 import { eventually, startApp, type TestApp } from '../helpers/app';
-import { dayStock, resultOf, submit, terminal } from '../helpers/purchase';
+import { dayStock, expectConsistent, resultOf, submit, terminal, validOrders } from '../helpers/purchase';
 
 const STOCK = 40;
-
-const validOrders = (app: TestApp, date: string) =>
-  app.rt.db.query<{ userId: number; messageId: string | null; ticketCode: string }>(
-    `SELECT user_id AS "userId", message_id AS "messageId", ticket_code AS "ticketCode"
-     FROM orders WHERE date = $1 AND status = 'valid'`,
-    { bind: [date], type: QueryTypes.SELECT },
-  );
-
-/** Invariants of SPEC §5 for one day, checked once the service is idle. */
-async function expectConsistent(app: TestApp, date: string): Promise<void> {
-  const day = await dayStock(app, date);
-  const orders = await validOrders(app, date);
-  expect(day.sold + day.remaining).toBe(day.total);
-  expect(orders).toHaveLength(day.sold);
-  expect(new Set(orders.map((o) => o.userId)).size).toBe(orders.length);
-  await eventually(async () => ((await app.rt.redis.hlen(keys.pending(date))) === 0 ? true : undefined));
-  expect(Number(await app.rt.redis.get(keys.stock(date)))).toBe(day.remaining);
-  expect(await app.rt.redis.hlen(keys.claims(date))).toBe(orders.length);
-}
 
 describe('V2 after the cache loses its state', () => {
   let app: TestApp;

@@ -6,7 +6,9 @@ import {
   AlertBook,
   alertRules,
   evaluateAlerts,
+  initialRuleState,
   ruleAlerts,
+  stepRule,
   type AlertRule,
   type AlertSettings,
 } from '../../lib/monitor/alerts';
@@ -231,6 +233,99 @@ describe('alert rules (virtual time)', () => {
   });
 });
 
+describe('alert rules, exact readings', () => {
+  const read = (name: string, patch: Patch) => rule(name).evaluate(snap(patch));
+
+  it('names every rule with its severity', () => {
+    expect(alertRules(SETTINGS).map((r) => `${r.name}:${r.severity}`)).toEqual([
+      'failure-ratio:critical',
+      'gateway-errors:critical',
+      'queue-backlog:warning',
+      'queue-stalled:critical',
+      'dead-letters:warning',
+      'dependency-postgres:critical',
+      'dependency-redis:critical',
+      'dependency-nats:critical',
+    ]);
+  });
+
+  it('failure-ratio: the share of system failures, from the minimum sample, above the threshold', () => {
+    expect(read('failure-ratio', { results: { success: 4, failed: 8, systemFailed: 7 } })).toEqual({
+      firing: true,
+      value: 0.583,
+      message: '58.3% of 12 purchases failed for a system reason in the last 10s (threshold 50%)',
+    });
+    // Exactly the minimum sample fires; exactly the threshold does not.
+    expect(read('failure-ratio', { results: { success: 4, failed: 6, systemFailed: 6 } }).firing).toBe(true);
+    expect(read('failure-ratio', { results: { success: 5, failed: 5, systemFailed: 5 } }).firing).toBe(false);
+    expect(read('failure-ratio', {})).toEqual({
+      firing: false,
+      value: null,
+      message: '0% of 0 purchases failed for a system reason in the last 10s (threshold 50%)',
+    });
+  });
+
+  it('gateway-errors: 5030 and 5000 answers among all submits', () => {
+    expect(read('gateway-errors', { submits: { accepted: 8, unavailable: 1, error: 1 } })).toEqual({
+      firing: true,
+      value: 0.2,
+      message: '20% of 10 submits answered 5030/5000 in the last 10s (threshold 10%)',
+    });
+    expect(read('gateway-errors', { submits: { accepted: 9, error: 1 } })).toMatchObject({
+      firing: false,
+      value: 0.1,
+    });
+    expect(read('gateway-errors', { submits: { accepted: 9, unavailable: 1 } }).value).toBe(0.1);
+    expect(read('gateway-errors', {})).toEqual({
+      firing: false,
+      value: null,
+      message: '0% of 0 submits answered 5030/5000 in the last 10s (threshold 10%)',
+    });
+  });
+
+  it('queue rules: backlog, stalled queue and dead letters, unknown without a queue reading', () => {
+    expect(read('queue-backlog', { queue: { backlog: 101 } })).toEqual({
+      firing: true,
+      value: 101,
+      message: 'Queue backlog 101 (threshold 100)',
+    });
+    expect(read('queue-stalled', { queue: { backlog: 5, consumers: 0 } })).toEqual({
+      firing: true,
+      value: 5,
+      message: 'Queue backlog 5 with 0 worker(s) consuming',
+    });
+    expect(read('queue-stalled', { queue: { backlog: 5, consumers: 1 } }).firing).toBe(false);
+    expect(read('queue-stalled', { queue: { backlog: 0, consumers: 0 } }).firing).toBe(false);
+    for (const name of ['queue-backlog', 'queue-stalled', 'dead-letters'])
+      expect(read(name, { queue: null })).toEqual({
+        firing: null,
+        value: null,
+        message: 'Queue state unknown',
+      });
+  });
+
+  it('dependency rules: reachable or not, by name', () => {
+    expect(read('dependency-postgres', { dependencies: { postgres: false } })).toEqual({
+      firing: true,
+      value: 0,
+      message: 'PostgreSQL is unreachable from the monitor',
+    });
+    expect(read('dependency-redis', {})).toEqual({
+      firing: false,
+      value: 1,
+      message: 'Redis is reachable from the monitor',
+    });
+    expect(read('dependency-nats', { dependencies: { nats: false } }).message).toBe(
+      'NATS is unreachable from the monitor',
+    );
+  });
+
+  it('a good reading while clear leaves no alert', () => {
+    const state = stepRule(rule('queue-backlog'), HOLD, initialRuleState, snap());
+    expect(state).toEqual({ active: null, streak: 0, change: null });
+  });
+});
+
 describe('AlertBook', () => {
   const raised: Alert = {
     id: 'dead-letters-1',
@@ -254,6 +349,27 @@ describe('AlertBook', () => {
       ['dead-letters-1', iso(3)],
       ['queue-backlog-2', undefined],
     ]);
+  });
+
+  it('keeps at most `keep` recent alerts and changes', () => {
+    const book = new AlertBook(2);
+    for (let i = 1; i <= 3; i++) book.record({ ...raised, id: `a-${i}`, rule: `r-${i}` });
+    expect(book.view().recent.map((a) => a.id)).toEqual(['a-3', 'a-2']);
+    expect(book.changesAfter(0)).toEqual({
+      seq: 3,
+      changes: [
+        { ...raised, id: 'a-2', rule: 'r-2' },
+        { ...raised, id: 'a-3', rule: 'r-3' },
+      ],
+    });
+  });
+
+  it('takes the active alerts from the latest snapshot', () => {
+    const book = new AlertBook();
+    book.record(raised);
+    const latest = { ...raised, id: 'queue-backlog-9', rule: 'queue-backlog', value: 9 };
+    book.setActive([latest]);
+    expect(book.view().active).toEqual([latest]);
   });
 
   it('gives the changes after a sequence number', () => {

@@ -1,4 +1,5 @@
-import { parseOptions, SCENARIOS, UsageError } from '../../loadtest/bench/options';
+import { readFileSync } from 'node:fs';
+import { parseOptions, SCENARIOS, serviceNodeOptions, USAGE, UsageError } from '../../loadtest/bench/options';
 import { Latencies } from '../../loadtest/bench/load';
 import { PairAllocator } from '../../loadtest/bench/scenarios';
 import { benchEnv, layoutServices } from '../../loadtest/bench/setup';
@@ -56,6 +57,119 @@ describe('bench options', () => {
     expect(parse('--worker-nice', '0').workerNice).toBe(0);
     expect(() => parse('--worker-nice', '20')).toThrow(UsageError);
     expect(() => parse('--worker-nice', '-1')).toThrow(UsageError);
+  });
+});
+
+describe('bench options, exactly', () => {
+  const usageError = (...args: string[]) => {
+    try {
+      parseOptions(args);
+    } catch (err) {
+      expect(err).toBeInstanceOf(UsageError);
+      expect((err as Error).name).toBe('UsageError');
+      return (err as Error).message;
+    }
+    throw new Error(`accepted ${args.join(' ')}`);
+  };
+
+  it('gives every default, and the smoke ones', () => {
+    expect(parse()).toEqual({
+      duration: 10,
+      warmup: 2,
+      connections: 64,
+      scale: 1,
+      gateways: 1,
+      workers: 2,
+      out: null,
+      only: [...SCENARIOS],
+      smoke: false,
+      strict: false,
+      fromSource: false,
+      flashUsers: 20_000,
+      flashStock: 5_000,
+      drainMessages: 20_000,
+      workerNice: null,
+      nodeOptions: serviceNodeOptions(),
+      progress: true,
+    });
+    expect(parse('--smoke')).toMatchObject({ duration: 1, warmup: 0.5, connections: 8, scale: 0.02 });
+  });
+
+  it('takes every flag', () => {
+    expect(
+      parse(
+        '--strict',
+        '--from-source',
+        '--no-progress',
+        '--out',
+        'r.json',
+        '--node-options=--max-old-space-size=128',
+        '--duration',
+        '0.5',
+        '--warmup',
+        '0.5',
+        '--gateways',
+        '16',
+        '--workers',
+        '16',
+        '--worker-nice',
+        '19',
+      ),
+    ).toMatchObject({
+      strict: true,
+      fromSource: true,
+      progress: false,
+      out: 'r.json',
+      nodeOptions: '--max-old-space-size=128',
+      duration: 0.5,
+      warmup: 0.5,
+      gateways: 16,
+      workers: 16,
+      workerNice: 19,
+    });
+  });
+
+  it('reads the node options of npm start from package.json', () => {
+    const pkg = JSON.parse(readFileSync(`${__dirname}/../../package.json`, 'utf8')) as {
+      config: { nodeOptions: string };
+    };
+    expect(serviceNodeOptions()).toBe(pkg.config.nodeOptions);
+    expect(serviceNodeOptions()).not.toBe('');
+  });
+
+  it('trims --only and skips empty names', () => {
+    expect(parse('--only', ' flash , echo,').only).toEqual(['echo', 'flash']);
+  });
+
+  it('says what is wrong with each option', () => {
+    expect(usageError('--connections', '0')).toBe('--connections must be an integer >= 1 (got "0")');
+    expect(usageError('--duration', 'x')).toBe('--duration must be a number >= 0.5 (got "x")');
+    expect(usageError('--warmup=-1')).toBe('--warmup must be a number >= 0 (got "-1")');
+    expect(usageError('--scale', '0')).toBe('--scale must be a number >= 0.001 (got "0")');
+    expect(usageError('--gateways', '0')).toBe('--gateways must be an integer >= 1 (got "0")');
+    expect(usageError('--workers=-1')).toBe('--workers must be an integer >= 0 (got "-1")');
+    expect(usageError('--worker-nice', '1.5')).toBe('--worker-nice must be an integer >= 0 (got "1.5")');
+    expect(usageError('--worker-nice', '20')).toBe('--worker-nice must be 0-19 (got "20")');
+    expect(usageError('--gateways', '17')).toBe('at most 16 gateways and 16 workers');
+    expect(usageError('--workers', '17')).toBe('at most 16 gateways and 16 workers');
+    expect(usageError('--only', 'nope')).toBe(
+      `--only takes a list of: echo, floor, submit, storm, poll, drain, flash (got "nope")`,
+    );
+    expect(usageError('stray')).toMatch(/stray/);
+  });
+
+  it('documents every option and scenario in the usage text', () => {
+    expect(USAGE.startsWith('Usage: npm run bench -- [options]\n')).toBe(true);
+    expect(USAGE).toContain('comma-separated subset of: echo, floor, submit, storm, poll, drain, flash\n');
+    for (const flag of [
+      '--duration',
+      '--warmup',
+      '--strict',
+      '--from-source',
+      '--worker-nice',
+      '--no-progress',
+    ])
+      expect(USAGE).toContain(flag);
   });
 });
 

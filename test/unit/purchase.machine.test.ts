@@ -96,6 +96,7 @@ describe('purchase machine: exported helpers', () => {
   it('treats only SUCCESS and FAILED as terminal', () => {
     expect(TERMINAL_STATUSES).toEqual(['SUCCESS', 'FAILED']);
     expect(SYSTEM_ERROR_CODE).toBe(5000);
+    expect(purchaseMachine.id).toBe('purchase');
     for (const s of ['SUCCESS', 'FAILED']) expect(isTerminal(s)).toBe(true);
     for (const s of ['PENDING', 'PROCESSING', 'RETRYING', 'DELAYED', 'success', '']) {
       expect(isTerminal(s)).toBe(false);
@@ -372,6 +373,7 @@ describe('purchase machine', () => {
     ['null', null, 'null'],
     ['undefined', undefined, 'undefined'],
     ['an object with a message', { message: 'pool exhausted', code: 'E1' }, 'pool exhausted'],
+    ['an object whose message is not text', { message: 42 }, '{"message":42}'],
     ['a plain object', { code: 'ETIMEDOUT' }, '{"code":"ETIMEDOUT"}'],
     ['a circular object', circular, '[object Object]'],
     ['a BigInt', 10n, '10'],
@@ -459,11 +461,9 @@ describe('purchase machine: defaults make a missing provide obvious', () => {
     });
   });
 
-  it('a missing ack makes the actor fail instead of silently leaving the message un-acked', async () => {
-    const machine = purchaseMachine.provide({
-      actors: { processOrder: fromPromise<OrderOutcome, ProcessOrderInput>(async () => OK) },
-    });
-    const actor = createActor(machine, { input: BASE_INPUT, clock: new SimulatedClock() });
+  /** Runs the machine once; what its actor failed with (null when it finished) and its status. */
+  async function failureOf(machine: typeof purchaseMachine, input: PurchaseMachineInput) {
+    const actor = createActor(machine, { input, clock: new SimulatedClock() });
     // Handle the rejection at once so Node does not flag it as unhandled.
     const failure = toPromise(actor).then(
       () => null,
@@ -472,9 +472,34 @@ describe('purchase machine: defaults make a missing provide obvious', () => {
     actor.start();
     actor.send({ type: 'START' });
     await flush();
-    expect(await failure).toEqual(
-      new Error('purchaseMachine: action "ack" was not provided (use purchaseMachine.provide)'),
-    );
-    expect(actor.getSnapshot().status).toBe('error');
+    return { error: await failure, status: actor.getSnapshot().status };
+  }
+
+  const notProvided = (action: string) =>
+    new Error(`purchaseMachine: action "${action}" was not provided (use purchaseMachine.provide)`);
+
+  it.each<[string, Partial<PurchaseMachineInput>]>([
+    ['nak', { retryAttempts: 0, deliveryCount: 1, maxDeliver: 2 }],
+    ['deadLetter', { retryAttempts: 0, deliveryCount: 1, maxDeliver: 1 }],
+  ])('a missing %s makes the actor fail too', async (action, input) => {
+    const machine = purchaseMachine.provide({
+      actions: { ack: () => undefined },
+      actors: {
+        processOrder: fromPromise<OrderOutcome, ProcessOrderInput>(async () => {
+          throw new Error('database unavailable');
+        }),
+      },
+    });
+    expect(await failureOf(machine, { ...BASE_INPUT, ...input })).toEqual({
+      error: notProvided(action),
+      status: 'error',
+    });
+  });
+
+  it('a missing ack makes the actor fail instead of silently leaving the message un-acked', async () => {
+    const machine = purchaseMachine.provide({
+      actors: { processOrder: fromPromise<OrderOutcome, ProcessOrderInput>(async () => OK) },
+    });
+    expect(await failureOf(machine, BASE_INPUT)).toEqual({ error: notProvided('ack'), status: 'error' });
   });
 });

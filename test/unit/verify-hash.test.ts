@@ -44,6 +44,12 @@ describe('verify hash', () => {
     expect(checkVerifyHash(SECRET, 42, '2025-03-02', `${exp}.`, NOW)).toBe(false);
   });
 
+  it('accepts only the canonical expiry text (the signature covers the number, not the text)', () => {
+    const [exp, sig] = verifyHash.split('.');
+    for (const variant of [`0${exp}`, `+${exp}`, `${exp} `, ` ${exp}`, `${exp}.0`])
+      expect(checkVerifyHash(SECRET, 42, '2025-03-02', `${variant}.${sig}`, NOW)).toBe(false);
+  });
+
   it('refuses a tampered expiry (extending the lifetime)', () => {
     const [exp, sig] = verifyHash.split('.');
     const later = String(Number(exp) + 86400);

@@ -1,0 +1,12 @@
+import type { GuardMutant } from '../guards';
+
+/** The synchronous V1 purchase's guard (orders.ts). */
+export const ticketGuards: GuardMutant[] = [
+  {
+    name: 'V1 conditional decrement: only while remaining > 0',
+    file: 'lib/tickets/orders.ts',
+    find: "WHERE date = $1 AND remaining > 0 AND status = 'on_sale' RETURNING remaining",
+    replace: "WHERE date = $1 AND status = 'on_sale' RETURNING remaining",
+    tests: ['test/integration/wrong-cache.test.ts'],
+  },
+];
