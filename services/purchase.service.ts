@@ -9,6 +9,12 @@ import { runtimeOf, type Runtime } from '../lib/runtime';
 import { keys } from '../lib/store/keys';
 import { dateRule, messageIdRule, purchaseParams, resultParams, userIdQueryRule } from '../lib/validation';
 
+/**
+ * Set by the HTTP door when a signed-in user calls (AUTH_MODE=jwt): the messages asked about must be
+ * theirs. Internal callers leave it out and may read any message.
+ */
+type CallerMeta = { userId?: number };
+
 type Vars = {
   rt: Runtime;
   gateway: PurchaseGateway;
@@ -42,8 +48,8 @@ const purchaseService: ServiceSchema<ServiceSettingSchema, Record<string, never>
 
     result: {
       params: resultParams,
-      handler(ctx: Context<{ messageId: string; waitMs?: number }>) {
-        return this.gateway.result(ctx.params.messageId, ctx.params.waitMs ?? 0);
+      handler(ctx: Context<{ messageId: string; waitMs?: number }, CallerMeta>) {
+        return this.gateway.result(ctx.params.messageId, ctx.params.waitMs ?? 0, ctx.meta.userId);
       },
     },
 
@@ -59,8 +65,8 @@ const purchaseService: ServiceSchema<ServiceSettingSchema, Record<string, never>
         $$strict: true,
         messageIds: { type: 'array', items: messageIdRule, min: 1, max: 100 },
       },
-      handler(ctx: Context<{ messageIds: string[] }>) {
-        return this.gateway.results(ctx.params.messageIds);
+      handler(ctx: Context<{ messageIds: string[] }, CallerMeta>) {
+        return this.gateway.results(ctx.params.messageIds, ctx.meta.userId);
       },
     },
   },

@@ -1,4 +1,5 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from 'moleculer';
+import { WindowLimiter } from '../lib/abuse';
 import { ensureDatabase, migrate, seedUsers } from '../lib/db';
 import { User } from '../lib/db/models';
 import { appError } from '../lib/errors';
@@ -22,6 +23,8 @@ import {
 
 interface Vars {
   rt: Runtime;
+  /** Verify hashes issued per user and window (VERIFY_HASH_USER_MAX): one bot cannot buy for everyone. */
+  hashLimit: WindowLimiter;
   timers: NodeJS.Timeout[];
   rebuilding: Promise<unknown> | null;
 }
@@ -53,6 +56,9 @@ const ticketsService: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
       params: { $$strict: true, userId: userIdQueryRule, date: dateRule },
       async handler(ctx: Context<{ userId: number; date: string }>) {
         const { userId, date } = ctx.params;
+        if (!(await this.hashLimit.take(String(userId)))) {
+          throw appError('RATE_LIMITED', 'Too many verify hashes for this user, try again later');
+        }
         const time = checkSaleTime(this.rt.calendar, date);
         if (!time.allowed && time.reason === 'date-outside-window')
           throw appError('NO_SUCH_DAY', time.message);
@@ -224,6 +230,8 @@ const ticketsService: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 
   created() {
     this.rt = runtimeOf(this.broker);
+    const { abuse } = this.rt.config;
+    this.hashLimit = new WindowLimiter(this.rt.redis, 'hash', abuse.hashUserMax, abuse.hashUserWindowMs);
     this.timers = [];
     this.rebuilding = null;
   },

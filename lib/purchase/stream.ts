@@ -16,9 +16,10 @@ function writeEnvelope(res: ServerResponse, status: number, code: number, messag
 
 /**
  * Server-Sent Events for one message: the current status at once, then one `status` event per
- * change, and the stream closes after the terminal one.
+ * change, and the stream closes after the terminal one. Another user's message (`owner` signed in)
+ * answers 6008 like a missing one.
  */
-export function streamResult(rt: Runtime, req: IncomingMessage, res: ServerResponse): void {
+export function streamResult(rt: Runtime, req: IncomingMessage, res: ServerResponse, owner?: number): void {
   const messageId = new URL(req.url ?? '', 'http://x').searchParams.get('messageId') ?? '';
   if (messageId.length > messageIdRule.max || !messageIdRule.pattern.test(messageId)) {
     return writeEnvelope(res, 400, 1001, "The 'messageId' field is missing or malformed.");
@@ -42,7 +43,7 @@ export function streamResult(rt: Runtime, req: IncomingMessage, res: ServerRespo
   req.on('close', close);
 
   gateway
-    .result(messageId)
+    .result(messageId, 0, owner)
     .then((first) => {
       openEventStream(res);
       subscription = concat(of(first), updates)
