@@ -132,7 +132,13 @@ function answerLocally(this: ApiService, req: Req, res: ServerResponse, next: Ne
   if (req.method === 'POST' && req.parsedUrl === V2_SUBMIT) {
     const body = req.body as PurchaseRequest | null | undefined;
     if (typeof body !== 'object' || body === null) return next();
-    if (req.$user !== undefined) bindUser(body as unknown as Record<string, unknown>, req.$user, true);
+    if (req.$user !== undefined) {
+      try {
+        bindUser(body as unknown as Record<string, unknown>, req.$user, true);
+      } catch (err) {
+        return next(err);
+      }
+    }
     if (!isEmpty(req.query) || this.validPurchase?.(body) !== true) return next();
     const refusal = gateway.refuseLocally(body);
     if (!refusal) return next();

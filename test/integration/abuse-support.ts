@@ -11,7 +11,7 @@ import type { Envelope, TestApp } from '../helpers/app';
 
 /** The codes SPEC §3 lets an answer carry, plus 404/405 for unknown routes. */
 export const SPEC_CODES = [
-  200, 1001, 6001, 6002, 6003, 6004, 6005, 6006, 6007, 6008, 7001, 4001, 5000, 5030, 404, 405,
+  200, 1001, 6001, 6002, 6003, 6004, 6005, 6006, 6007, 6008, 7001, 4001, 4002, 4003, 5000, 5030, 404, 405,
 ] as const;
 
 export interface RawRequest {
