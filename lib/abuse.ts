@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import { isIP } from 'node:net';
 import type Redis from 'ioredis';
 import proxyAddr from 'proxy-addr';
 import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
@@ -9,8 +10,11 @@ import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
  * client's own words and never trusted.
  */
 export function clientIp(req: IncomingMessage, hops: number): string {
-  if (hops === 0) return req.socket.remoteAddress ?? 'unknown';
-  return proxyAddr(req, (_addr, i) => i < hops);
+  const peer = req.socket.remoteAddress ?? 'unknown';
+  if (hops === 0) return peer;
+  const forwarded = proxyAddr(req, (_addr, i) => i < hops);
+  // Not an address (no proxy in front after all, or a broken one): never a key the client chose.
+  return isIP(forwarded) ? forwarded : peer;
 }
 
 /**
@@ -81,10 +85,9 @@ export class WaitSlots {
   }
 }
 
-/** Headers of every answer, and of the pages (no inline script; the pages use inline style attributes). */
-export const NOSNIFF = { 'X-Content-Type-Options': 'nosniff' } as const;
-export const PAGE_HEADERS = {
-  ...NOSNIFF,
+/** Headers of every answer, pages included (no inline script; the pages use inline style attributes). */
+export const SECURITY_HEADERS = {
+  'X-Content-Type-Options': 'nosniff',
   'Content-Security-Policy':
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; " +
     "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'",

@@ -36,7 +36,7 @@ export function createAuthenticator(auth: Config['auth']): Authenticate {
   return async (authorization) => {
     const token = /^Bearer ([\w-]+\.[\w-]+\.[\w-]*)$/.exec(authorization ?? '')?.[1];
     if (!token) throw appError('UNAUTHENTICATED');
-    let sub: string | undefined;
+    let sub: unknown;
     try {
       // One call for both kinds of key: jose overloads jwtVerify on the key's type.
       ({ payload: { sub } } = await jwtVerify(token, key as Uint8Array, options));
@@ -48,7 +48,8 @@ export function createAuthenticator(auth: Config['auth']): Authenticate {
       throw appError('UNAUTHENTICATED');
     }
     const userId = Number(sub);
-    if (!sub || !USER_ID.test(sub) || !Number.isSafeInteger(userId)) {
+    // A string of decimal digits only: `[1]` or `1.0` would read as user 1 through Number().
+    if (typeof sub !== 'string' || !USER_ID.test(sub) || !Number.isSafeInteger(userId)) {
       throw appError('UNAUTHENTICATED', 'The token does not name a user');
     }
     return userId;

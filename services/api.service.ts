@@ -15,7 +15,7 @@ import {
   isTransientError,
   messageOf,
 } from '../lib/errors';
-import { clientIp, PAGE_HEADERS, WaitSlots, WindowLimiter } from '../lib/abuse';
+import { clientIp, SECURITY_HEADERS, WaitSlots, WindowLimiter } from '../lib/abuse';
 import { createAuthenticator, type Authenticate } from '../lib/auth';
 import { checkHealth } from '../lib/health';
 import { prometheusText } from '../lib/metrics-reporter';
@@ -51,6 +51,8 @@ interface Envelope {
   message: string;
   data: unknown;
 }
+
+const HEADERS = Object.entries(SECURITY_HEADERS);
 
 const success = (data: unknown): Envelope => ({ code: 200, message: 'success', data });
 
@@ -283,12 +285,8 @@ export function createApiService(config: Config): ServiceSchema<ApiSettingsSchem
     if (!operatorTokens.some((token) => tokenMatches(token, header))) throw appError('UNAUTHORIZED');
   };
 
-  /**
-   * Every request (pages too): security headers, and the per-client-IP limit kept in Redis so it holds
-   * across gateways.
-   */
-  async function guardDoor(req: Req, res: ServerResponse, next: Next): Promise<void> {
-    for (const [name, value] of Object.entries(PAGE_HEADERS)) res.setHeader(name, value);
+  /** Every request (pages too): the per-client-IP limit, kept in Redis so it holds across gateways. */
+  async function guardDoor(req: Req, _res: ServerResponse, next: Next): Promise<void> {
     if (!(await ipLimit.take(clientIp(req, config.abuse.trustProxy)))) {
       return next(appError('RATE_LIMITED'));
     }
@@ -451,6 +449,10 @@ export function createApiService(config: Config): ServiceSchema<ApiSettingsSchem
       this.validResult = validator.compile(resultParams) as Check;
       // Requests Node's HTTP parser refuses (e.g. a URL over the header limit) get the envelope too.
       const { server } = this as unknown as { server: Server };
+      // Before moleculer-web sees the request: every answer, refusals of any stage included.
+      server.prependListener('request', (_req: IncomingMessage, res: ServerResponse) => {
+        for (const [name, value] of HEADERS) res.setHeader(name, value);
+      });
       const answered = new WeakSet<Socket>();
       server.on('clientError', (err: NodeJS.ErrnoException, socket: ClientSocket) => {
         if (answered.has(socket)) return;
@@ -469,6 +471,7 @@ export function createApiService(config: Config): ServiceSchema<ApiSettingsSchem
         socket.on('data', () => undefined);
         socket.end(
           `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+            HEADERS.map(([name, value]) => `${name}: ${value}\r\n`).join('') +
             `Content-Length: ${Buffer.byteLength(payload)}\r\nConnection: close\r\n\r\n${payload}`,
         );
         setTimeout(() => socket.destroy(), 5000).unref();

@@ -142,6 +142,11 @@ export function assertCleanAnswer(
   if (!(SPEC_CODES as readonly number[]).includes(body.code)) fail(`code ${body.code} is not a SPEC code`);
   if (!allowed.includes(body.code)) fail(`code ${body.code} not in [${allowed.join(', ')}]`);
   if (!statusesFor(body.code).includes(answer.status)) fail(`HTTP ${answer.status} for code ${body.code}`);
+  // SPEC §3.1: the security headers on every answer, refusals of every stage included.
+  if (answer.headers['x-content-type-options'] !== 'nosniff') fail('no X-Content-Type-Options: nosniff');
+  if (!String(answer.headers['content-security-policy'] ?? '').includes("frame-ancestors 'none'")) {
+    fail('no Content-Security-Policy with frame-ancestors');
+  }
   if (body.code !== 200) {
     const input = `${request.path}\n${safeDecode(request.path)}\n${String(request.body ?? '')}\n${inputText}`;
     const leaks = leaksIn(answer.text, input);

@@ -1,6 +1,6 @@
 import http, { type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { exportJWK, generateKeyPair, SignJWT, type JWTPayload } from 'jose';
+import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWTPayload } from 'jose';
 import { eventually, readSse, startApp, type HttpAnswer, type TestApp } from '../helpers/app';
 import { saleState, type PolledResult } from '../helpers/purchase';
 
