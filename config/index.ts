@@ -253,7 +253,8 @@ function authConfig(v: <T>(name: VarName) => T, nodeEnv: Config['env']): Config[
       'AUTH_MODE=jwt needs exactly one of AUTH_JWT_SECRET, AUTH_JWT_PUBLIC_KEY or AUTH_JWKS_URL',
     );
   }
-  if (secret && secret.length < 32) throw new ConfigError('AUTH_JWT_SECRET', 'must be at least 32 characters');
+  if (secret && secret.length < 32)
+    throw new ConfigError('AUTH_JWT_SECRET', 'must be at least 32 characters');
   let publicKey: KeyObject | null = null;
   if (pem) {
     try {

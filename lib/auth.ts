@@ -39,7 +39,9 @@ export function createAuthenticator(auth: Config['auth']): Authenticate {
     let sub: unknown;
     try {
       // One call for both kinds of key: jose overloads jwtVerify on the key's type.
-      ({ payload: { sub } } = await jwtVerify(token, key as Uint8Array, options));
+      ({
+        payload: { sub },
+      } = await jwtVerify(token, key as Uint8Array, options));
     } catch (err) {
       // The identity provider's key set unreachable is an outage, not a bad token.
       if ((err as { code?: string }).code === 'ERR_JWKS_TIMEOUT' || err instanceof TypeError) {
