@@ -1,4 +1,5 @@
 import { createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import Validator from 'fastest-validator';
 
 /** Every service this code base can run; `SERVICES` picks a subset per process. */
@@ -337,6 +338,8 @@ export function loadConfig(env: Env = process.env, warn: (msg: string) => void =
   if (metricsToken && metricsToken.length < 16) {
     throw new ConfigError('METRICS_TOKEN', 'must be at least 16 characters');
   }
+  const natsCreds = v<string>('NATS_CREDS') || null;
+  if (natsCreds && !existsSync(natsCreds)) throw new ConfigError('NATS_CREDS', `no file at "${natsCreds}"`);
   const auth = authConfig(v, nodeEnv);
   if (auth.mode === 'open' && nodeEnv === 'production') {
     warn('AUTH_MODE=open in production: any client can act for any user id.');
@@ -395,7 +398,7 @@ export function loadConfig(env: Env = process.env, warn: (msg: string) => void =
     },
     auth,
     metricsToken,
-    natsCreds: v<string>('NATS_CREDS') || null,
+    natsCreds,
     queue: {
       storage: v('QUEUE_STORAGE'),
       replicas: v('QUEUE_REPLICAS'),

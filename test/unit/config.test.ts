@@ -131,6 +131,7 @@ describe('loadConfig', () => {
     ['AUTH_JWT_PUBLIC_KEY', { AUTH_MODE: 'jwt', AUTH_JWT_PUBLIC_KEY: 'not a pem' }],
     ['AUTH_JWKS_URL', { AUTH_MODE: 'jwt', AUTH_JWKS_URL: 'file:///etc/keys' }],
     ['METRICS_TOKEN', { METRICS_TOKEN: 'short' }],
+    ['NATS_CREDS', { NATS_CREDS: '/no/such/user.creds' }],
     ['RATE_LIMIT_IP_MAX', { RATE_LIMIT_IP_MAX: '-1' }],
     ['RATE_LIMIT_IP_WINDOW_MS', { RATE_LIMIT_IP_WINDOW_MS: '1500' }],
     ['VERIFY_HASH_WINDOW_MS', { VERIFY_HASH_WINDOW_MS: '500' }],
