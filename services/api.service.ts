@@ -355,6 +355,9 @@ export function createApiService(config: Config): ServiceSchema<ApiSettingsSchem
             'GET dlq': 'purchase-worker.deadLetters',
             'POST dlq/:messageId/resend': 'purchase-worker.resend',
             'GET alerts': 'monitor.alerts',
+            // The operator's view of any user's orders (in AUTH_MODE=jwt the public ones are the user's own).
+            'GET orders': 'tickets.orders',
+            'POST orders/cancel': 'tickets.cancel',
           },
           onAfterCall: envelope,
         },

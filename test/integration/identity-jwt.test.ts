@@ -158,6 +158,21 @@ describe('identity: AUTH_MODE=jwt (HS256)', () => {
     expect(events).toEqual([expect.objectContaining({ messageId, status: 'SUCCESS' })]);
     const cancelled = await app.post('/api/tickets/orders/cancel', { orderNo }, asA);
     expect(code(cancelled)).toBe(200);
+
+    // The operator sees and cancels any user's orders through the admin API, with the admin token only.
+    const adminList = await app.get<{ orderNo: string; status: string }[]>(
+      `/api/admin/orders?userId=${A}`,
+      app.admin,
+    );
+    expect(adminList.body.data.map((o) => o.status).sort()).toEqual(['cancelled', 'valid']);
+    const v1OrderNo = v1.body.data.orderNo;
+    expect(code(await app.get(`/api/admin/orders?userId=${A}`, asB))).toBe(4001);
+    expect(code(await app.post('/api/admin/orders/cancel', { userId: A, orderNo: v1OrderNo }, asB))).toBe(
+      4001,
+    );
+    expect(
+      code(await app.post('/api/admin/orders/cancel', { userId: A, orderNo: v1OrderNo }, app.admin)),
+    ).toBe(200);
   });
 
   it('answers 4002 to a missing or bad token on every user endpoint, and changes nothing', async () => {
