@@ -255,6 +255,8 @@ describe('abuse: security', () => {
       { method: 'GET', path: '/api/admin/dlq' },
       json('/api/admin/dlq/00000000-0000-4000-8000-000000000000/resend', {}),
       { method: 'GET', path: '/api/admin/alerts' },
+      { method: 'GET', path: '/api/admin/orders?userId=1' },
+      json('/api/admin/orders/cancel', { userId: 1, orderNo: 'T-1' }),
       // invalid parameters too: authorization is checked first and says nothing about them
       { ...json('/api/admin/tickets/not-a-date', { total: -1 }), method: 'PUT' },
       { method: 'GET', path: '/api/admin/dlq?limit=abc' },
