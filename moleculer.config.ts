@@ -1,13 +1,14 @@
 import { Validators, type BrokerOptions, type MetricRegistry } from 'moleculer';
 import type { Config } from './config';
 import { GatewayPrometheusReporter } from './lib/metrics-reporter';
+import { natsOptions } from './lib/nats-options';
 
 /** Broker options for a configuration: NATS transport, namespace isolation, metrics, validation. */
 export function brokerOptions(config: Config, nodeID?: string): BrokerOptions {
   return {
     namespace: config.namespace,
     nodeID: nodeID ?? `${config.namespace}-${process.pid}-${Math.random().toString(36).slice(2, 6)}`,
-    transporter: { type: 'NATS', options: { url: config.natsUrl, maxReconnectAttempts: -1 } },
+    transporter: { type: 'NATS', options: { ...natsOptions(config), maxReconnectAttempts: -1 } },
     serializer: 'JSON',
     logger: {
       type: 'Pino',

@@ -1,4 +1,5 @@
-import { randomBytes } from 'node:crypto';
+import { createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import Validator from 'fastest-validator';
 
 /** Every service this code base can run; `SERVICES` picks a subset per process. */
@@ -30,6 +31,31 @@ export interface Config {
   seedUsers: number;
   resultTtlSeconds: number;
   rateLimit: { userMax: number; userWindowMs: number; globalMax: number; globalWindowMs: number };
+  /** Abuse limits of the HTTP door (SPEC §3.1); a max of 0 turns a limit off. */
+  abuse: {
+    ipMax: number;
+    ipWindowMs: number;
+    /** Proxy hops of X-Forwarded-For to trust (0: the socket's peer is the client). */
+    trustProxy: number;
+    hashUserMax: number;
+    hashUserWindowMs: number;
+    /** Open SSE streams and long-polls: per client IP (on each gateway) and per gateway. */
+    waitsPerIp: number;
+    waitsPerGateway: number;
+  };
+  /** Who may act for a user (SPEC §3.1). */
+  auth: {
+    mode: 'open' | 'jwt';
+    /** One of the three: an HS256 secret, an RS256/ES256 public key, or a JWKS URL. */
+    secret: string | null;
+    publicKey: KeyObject | null;
+    jwksUrl: string | null;
+    issuer: string | null;
+    audience: string | null;
+  };
+  metricsToken: string | null;
+  /** Path of a NATS credentials file (JWT + nkey seed), or null. */
+  natsCreds: string | null;
   queue: {
     storage: 'file' | 'memory';
     replicas: number;
@@ -135,6 +161,21 @@ const schema = {
   RATE_LIMIT_USER_WINDOW_MS: ['1000', int(1)],
   RATE_LIMIT_GLOBAL_MAX: ['0', int(0)],
   RATE_LIMIT_GLOBAL_WINDOW_MS: ['1000', int(1)],
+  RATE_LIMIT_IP_MAX: ['300', int(0)],
+  RATE_LIMIT_IP_WINDOW_MS: ['10000', int(1000)],
+  TRUST_PROXY: ['0', int(0, 10)],
+  VERIFY_HASH_USER_MAX: ['10', int(0)],
+  VERIFY_HASH_WINDOW_MS: ['60000', int(1000)],
+  WAIT_SLOTS_PER_IP: ['20', int(0)],
+  WAIT_SLOTS_PER_GATEWAY: ['5000', int(0)],
+  AUTH_MODE: ['', { type: 'enum', values: ['', 'open', 'jwt'] }],
+  AUTH_JWT_SECRET: ['', { type: 'string' }],
+  AUTH_JWT_PUBLIC_KEY: ['', { type: 'string' }],
+  AUTH_JWKS_URL: ['', { type: 'string' }],
+  AUTH_JWT_ISSUER: ['', { type: 'string' }],
+  AUTH_JWT_AUDIENCE: ['', { type: 'string' }],
+  METRICS_TOKEN: ['', { type: 'string' }],
+  NATS_CREDS: ['', { type: 'string' }],
   QUEUE_STORAGE: ['file', { type: 'enum', values: ['file', 'memory'] }],
   QUEUE_REPLICAS: ['1', int(1, 5)],
   QUEUE_ACK_WAIT_MS: ['5000', int(1000)],
@@ -211,6 +252,53 @@ function parseServices(list: string): ServiceName[] {
 }
 
 /**
+ * AUTH_MODE (jwt by default in production) and its key: exactly one of the secret, the PEM public key
+ * and the JWKS URL, checked here so that a bad key stops the start rather than every sign-in.
+ */
+function authConfig(v: <T>(name: VarName) => T, nodeEnv: Config['env']): Config['auth'] {
+  const mode = v<string>('AUTH_MODE') || (nodeEnv === 'production' ? 'jwt' : 'open');
+  const secret = v<string>('AUTH_JWT_SECRET') || null;
+  const pem = v<string>('AUTH_JWT_PUBLIC_KEY');
+  const jwksUrl = v<string>('AUTH_JWKS_URL') || null;
+  const given = [secret, pem, jwksUrl].filter(Boolean).length;
+  if (mode === 'jwt' && given !== 1) {
+    throw new ConfigError(
+      'AUTH_JWT_SECRET',
+      'AUTH_MODE=jwt needs exactly one of AUTH_JWT_SECRET, AUTH_JWT_PUBLIC_KEY or AUTH_JWKS_URL',
+    );
+  }
+  if (secret && secret.length < 32)
+    throw new ConfigError('AUTH_JWT_SECRET', 'must be at least 32 characters');
+  let publicKey: KeyObject | null = null;
+  if (pem) {
+    try {
+      // A PEM in one line of an env file may carry its line breaks as "\n".
+      publicKey = createPublicKey(pem.replace(/\\n/g, '\n'));
+    } catch {
+      throw new ConfigError('AUTH_JWT_PUBLIC_KEY', 'is not a PEM public key');
+    }
+    if (publicKey.asymmetricKeyType !== 'rsa' && publicKey.asymmetricKeyType !== 'ec') {
+      throw new ConfigError('AUTH_JWT_PUBLIC_KEY', 'must be an RSA (RS256) or P-256 (ES256) key');
+    }
+  }
+  if (jwksUrl) {
+    try {
+      if (!['https:', 'http:'].includes(new URL(jwksUrl).protocol)) throw new Error('scheme');
+    } catch {
+      throw new ConfigError('AUTH_JWKS_URL', `"${jwksUrl}" is not an http(s) URL`);
+    }
+  }
+  return {
+    mode: mode as Config['auth']['mode'],
+    secret,
+    publicKey,
+    jwksUrl,
+    issuer: v<string>('AUTH_JWT_ISSUER') || null,
+    audience: v<string>('AUTH_JWT_AUDIENCE') || null,
+  };
+}
+
+/**
  * Reads and validates the configuration. Throws a ConfigError naming the first bad variable.
  * `warn` receives notes about insecure development defaults.
  */
@@ -262,6 +350,21 @@ export function loadConfig(env: Env = process.env, warn: (msg: string) => void =
   if (v<number>('OUTBOX_MAX_AGE_MS') < v<number>('OUTBOX_GRACE_MS'))
     throw new ConfigError('OUTBOX_MAX_AGE_MS', 'must not be below OUTBOX_GRACE_MS');
 
+  const metricsToken = v<string>('METRICS_TOKEN') || null;
+  if (metricsToken && metricsToken.length < 16) {
+    throw new ConfigError('METRICS_TOKEN', 'must be at least 16 characters');
+  }
+  const natsCreds = v<string>('NATS_CREDS') || null;
+  if (natsCreds && !existsSync(natsCreds)) throw new ConfigError('NATS_CREDS', `no file at "${natsCreds}"`);
+  const auth = authConfig(v, nodeEnv);
+  if (auth.mode === 'open' && nodeEnv === 'production') {
+    warn('AUTH_MODE=open in production: any client can act for any user id.');
+  }
+  for (const name of ['RATE_LIMIT_IP_WINDOW_MS', 'VERIFY_HASH_WINDOW_MS'] as const) {
+    // The Redis limiter counts in whole seconds.
+    if (v<number>(name) % 1000 !== 0) throw new ConfigError(name, 'must be a multiple of 1000');
+  }
+
   const webhook = v<string>('ALERT_WEBHOOK_URL') || null;
   if (webhook) {
     try {
@@ -300,6 +403,18 @@ export function loadConfig(env: Env = process.env, warn: (msg: string) => void =
       globalMax: v('RATE_LIMIT_GLOBAL_MAX'),
       globalWindowMs: v('RATE_LIMIT_GLOBAL_WINDOW_MS'),
     },
+    abuse: {
+      ipMax: v('RATE_LIMIT_IP_MAX'),
+      ipWindowMs: v('RATE_LIMIT_IP_WINDOW_MS'),
+      trustProxy: v('TRUST_PROXY'),
+      hashUserMax: v('VERIFY_HASH_USER_MAX'),
+      hashUserWindowMs: v('VERIFY_HASH_WINDOW_MS'),
+      waitsPerIp: v('WAIT_SLOTS_PER_IP'),
+      waitsPerGateway: v('WAIT_SLOTS_PER_GATEWAY'),
+    },
+    auth,
+    metricsToken,
+    natsCreds,
     queue: {
       storage: v('QUEUE_STORAGE'),
       replicas: v('QUEUE_REPLICAS'),

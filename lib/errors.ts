@@ -17,6 +17,8 @@ export const ERRORS = {
   NOT_FOUND: { code: 6008, http: 404, message: 'No such message or order' },
   RATE_LIMITED: { code: 7001, http: 429, message: 'Too many requests, slow down' },
   UNAUTHORIZED: { code: 4001, http: 401, message: 'Admin authorization missing or wrong' },
+  UNAUTHENTICATED: { code: 4002, http: 401, message: 'Sign-in token missing, invalid or expired' },
+  FORBIDDEN: { code: 4003, http: 403, message: 'Not allowed for this user' },
   INTERNAL: { code: 5000, http: 500, message: 'Internal error' },
   UNAVAILABLE: { code: 5030, http: 503, message: 'A dependency is unavailable, try again shortly' },
 } as const;

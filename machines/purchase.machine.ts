@@ -54,6 +54,11 @@ export interface StatusReport {
 }
 
 export const SYSTEM_ERROR_CODE = 5000;
+/**
+ * What the public result says of a system failure: the cause (a driver error naming hosts and ports)
+ * goes to the dead-letter record and the worker's log only.
+ */
+export const SYSTEM_ERROR_MESSAGE = 'The purchase could not be completed because of a system error';
 
 export type PurchaseDisposition = 'acked' | 'requeued' | 'deadLettered';
 
@@ -121,7 +126,7 @@ function outcomeReport(ctx: PurchaseContext): StatusReport {
     return { status: 'FAILED', attempts, errorCode: o.errorCode, errorMessage: o.errorMessage };
   }
   // Unreachable: success/failed are only entered with an outcome.
-  return { status: 'FAILED', attempts, errorCode: SYSTEM_ERROR_CODE, errorMessage: 'No order outcome' };
+  return { status: 'FAILED', attempts, errorCode: SYSTEM_ERROR_CODE, errorMessage: SYSTEM_ERROR_MESSAGE };
 }
 
 function notProvided(what: string): Error {
@@ -265,7 +270,7 @@ export const purchaseMachine = setup({
             status: 'FAILED',
             attempts: totalAttempts(context),
             errorCode: SYSTEM_ERROR_CODE,
-            errorMessage: context.lastError ?? 'Unknown error',
+            errorMessage: SYSTEM_ERROR_MESSAGE,
           }),
         },
         assign({ result: { status: 'FAILED', disposition: 'deadLettered' } }),

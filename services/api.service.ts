@@ -15,6 +15,8 @@ import {
   isTransientError,
   messageOf,
 } from '../lib/errors';
+import { clientIp, SECURITY_HEADERS, WaitSlots, WindowLimiter } from '../lib/abuse';
+import { createAuthenticator, type Authenticate } from '../lib/auth';
 import { checkHealth } from '../lib/health';
 import { prometheusText } from '../lib/metrics-reporter';
 import { publicDir } from '../lib/paths';
@@ -26,15 +28,21 @@ import { purchaseParams, resultParams } from '../lib/validation';
 import type { ResultRecord } from '../lib/purchase/results';
 
 type Req = IncomingMessage & {
-  $ctx?: Context;
+  $ctx?: Context<unknown, { userId?: number }>;
   $params?: Record<string, unknown>;
   parsedUrl?: string;
   query?: Record<string, unknown>;
   body?: unknown;
+  /** The signed-in user (AUTH_MODE=jwt), from the bearer token. */
+  $user?: number;
 };
 type Next = (err?: unknown) => void;
 type Check = (value: unknown) => true | unknown[];
 type ApiService = Service & { validPurchase?: Check; validResult?: Check };
+interface AliasInfo {
+  action?: string | null;
+  fullPath?: string;
+}
 /** Node sets `_httpMessage` to the response in progress on a server socket. */
 type ClientSocket = Socket & { _httpMessage?: ServerResponse | null };
 
@@ -43,6 +51,8 @@ interface Envelope {
   message: string;
   data: unknown;
 }
+
+const HEADERS = Object.entries(SECURITY_HEADERS);
 
 const success = (data: unknown): Envelope => ({ code: 200, message: 'success', data });
 
@@ -61,6 +71,48 @@ function sendJson(res: ServerResponse, status: number, payload: string): void {
 
 const V2_SUBMIT = '/api/tickets/v2/purchase';
 const V2_RESULT = '/api/tickets/v2/purchase/result';
+const V2_STREAM = '/api/tickets/v2/purchase/stream';
+const MONITOR_STREAM = '/api/monitor/stream';
+
+/** What anyone may read without signing in; every other path under /api needs the token (jwt mode). */
+const PUBLIC_PATHS = new Set([
+  '/api/tickets/list',
+  '/api/tickets/validate-time',
+  '/api/tickets/stats',
+  MONITOR_STREAM,
+  '/api/monitor/snapshot',
+  '/api/monitor/alerts',
+]);
+/** The user endpoints (SPEC §3.1), by action or handler path: true where the action takes a userId. */
+const USER_CALLS = new Map<string, boolean>([
+  ['tickets.verifyHash', true],
+  ['tickets.purchaseV1', true],
+  ['tickets.orders', true],
+  ['tickets.cancel', true],
+  ['purchase.submit', true],
+  ['purchase.resultByUser', true],
+  ['purchase.result', false],
+  ['purchase.results', false],
+  [V2_STREAM, false],
+]);
+const MONITOR_CALLS = new Set(['monitor.snapshot', 'monitor.alerts', MONITOR_STREAM]);
+
+/**
+ * The HTTP door binds the user from the token: a `userId` the client sends must be the signed-in
+ * user's (4003 otherwise); where the action takes one and none was sent, the token's is filled in.
+ * A malformed value is left for the action's rules to refuse (1001).
+ */
+function bindUser(params: Record<string, unknown>, user: number, fill: boolean): void {
+  const given = params.userId;
+  if (given === undefined) {
+    if (fill) params.userId = user;
+    return;
+  }
+  const wellFormed =
+    (typeof given === 'number' && Number.isSafeInteger(given)) ||
+    (typeof given === 'string' && /^\d{1,16}$/.test(given));
+  if (wellFormed && Number(given) !== user) throw appError('FORBIDDEN');
+}
 
 const isEmpty = (value: object | undefined): boolean => {
   for (const _ in value) return false;
@@ -82,6 +134,13 @@ function answerLocally(this: ApiService, req: Req, res: ServerResponse, next: Ne
   if (req.method === 'POST' && req.parsedUrl === V2_SUBMIT) {
     const body = req.body as PurchaseRequest | null | undefined;
     if (typeof body !== 'object' || body === null) return next();
+    if (req.$user !== undefined) {
+      try {
+        bindUser(body as unknown as Record<string, unknown>, req.$user, true);
+      } catch (err) {
+        return next(err);
+      }
+    }
     if (!isEmpty(req.query) || this.validPurchase?.(body) !== true) return next();
     const refusal = gateway.refuseLocally(body);
     if (!refusal) return next();
@@ -94,7 +153,8 @@ function answerLocally(this: ApiService, req: Req, res: ServerResponse, next: Ne
     if (body !== undefined && !(typeof body === 'object' && body !== null && isEmpty(body))) return next();
     if (this.validResult?.(query) !== true || !query?.messageId) return next();
     const record = gateway.terminalResult(query.messageId);
-    if (!record) return next();
+    // Another user's message: the action answers it like a missing one.
+    if (!record || (req.$user !== undefined && record.userId !== req.$user)) return next();
     let answer = resultAnswers.get(record);
     if (answer === undefined) {
       answer = JSON.stringify(success(record));
@@ -213,6 +273,63 @@ export const gatewayBase = (config: Config) => ({
 
 /** The REST gateway (moleculer-web): routes of SPEC §3, the envelope, health, metrics and pages. */
 export function createApiService(config: Config): ServiceSchema<ApiSettingsSchema> {
+  const authenticate: Authenticate | null =
+    config.auth.mode === 'jwt' ? createAuthenticator(config.auth) : null;
+  let ipLimit: WindowLimiter; // needs the broker's Redis client: made when the service is created
+  const waits = new WaitSlots(config.abuse.waitsPerIp, config.abuse.waitsPerGateway);
+  const operatorTokens = [config.metricsToken, config.adminToken].filter((t): t is string => !!t);
+  /** /metrics and /api/monitor/*: public unless METRICS_TOKEN is set; then it or the admin token. */
+  const checkMetricsToken = (req: Req) => {
+    if (!config.metricsToken) return;
+    const header = req.headers.authorization;
+    if (!operatorTokens.some((token) => tokenMatches(token, header))) throw appError('UNAUTHORIZED');
+  };
+
+  /** Every request (pages too): the per-client-IP limit, kept in Redis so it holds across gateways. */
+  async function guardDoor(req: Req, _res: ServerResponse, next: Next): Promise<void> {
+    if (!(await ipLimit.take(clientIp(req, config.abuse.trustProxy)))) {
+      return next(appError('RATE_LIMITED'));
+    }
+    next();
+  }
+
+  /** AUTH_MODE=jwt: any path under /api but the public ones needs a valid token (4002). */
+  async function signIn(req: Req, _res: ServerResponse, next: Next): Promise<void> {
+    if (!authenticate || PUBLIC_PATHS.has(req.parsedUrl ?? '')) return next();
+    try {
+      req.$user = await authenticate(req.headers.authorization);
+    } catch (err) {
+      return next(err);
+    }
+    next();
+  }
+
+  /**
+   * Before any action or handler of /api runs, decided on the resolved alias (not on the raw path):
+   * the operators' token for the monitor, the signed-in user bound into the parameters, and a slot
+   * for a connection held open (stream, long-poll) freed when the client leaves.
+   */
+  function beforeCall(ctx: Context, _route: unknown, req: Req, res: ServerResponse, alias?: AliasInfo) {
+    const call = alias?.action ?? alias?.fullPath ?? '';
+    if (MONITOR_CALLS.has(call)) checkMetricsToken(req);
+    const takesUser = USER_CALLS.get(call);
+    if (authenticate && takesUser !== undefined) {
+      if (req.$user === undefined) throw appError('UNAUTHENTICATED');
+      (ctx.meta as { userId?: number }).userId = req.$user;
+      bindUser(req.$params ?? {}, req.$user, takesUser);
+    }
+    const params = req.$params ?? {};
+    const holds =
+      call === V2_STREAM ||
+      call === MONITOR_STREAM ||
+      (call === 'purchase.result' && Number(params.waitMs) > 0);
+    if (holds) {
+      const release = waits.take(clientIp(req, config.abuse.trustProxy));
+      if (!release) throw appError('RATE_LIMITED', 'Too many open streams or long-polls');
+      res.once('close', release);
+    }
+  }
+
   const jsonOnly = {
     json: { strict: true, limit: config.http.bodyLimit, reviver: refuseProtoKey },
     urlencoded: false,
@@ -238,6 +355,9 @@ export function createApiService(config: Config): ServiceSchema<ApiSettingsSchem
             'GET dlq': 'purchase-worker.deadLetters',
             'POST dlq/:messageId/resend': 'purchase-worker.resend',
             'GET alerts': 'monitor.alerts',
+            // The operator's view of any user's orders (in AUTH_MODE=jwt the public ones are the user's own).
+            'GET orders': 'tickets.orders',
+            'POST orders/cancel': 'tickets.cancel',
           },
           onAfterCall: envelope,
         },
@@ -259,7 +379,7 @@ export function createApiService(config: Config): ServiceSchema<ApiSettingsSchem
             'GET tickets/v2/purchase/result/user': 'purchase.resultByUser',
             'POST tickets/v2/purchase/results': 'purchase.results',
             'GET tickets/v2/purchase/stream'(this: Service, req: Req, res: ServerResponse) {
-              streamResult(runtimeOf(this.broker), req, res);
+              streamResult(runtimeOf(this.broker), req, res, req.$user);
             },
             'GET monitor/stream'(this: Service, req: Req, res: ServerResponse) {
               streamMonitor(this.broker, config.monitor.intervalMs, req, res);
@@ -267,7 +387,8 @@ export function createApiService(config: Config): ServiceSchema<ApiSettingsSchem
             'GET monitor/snapshot': 'monitor.snapshot',
             'GET monitor/alerts': 'monitor.alerts',
           },
-          use: [answerLocally],
+          use: [signIn, answerLocally],
+          onBeforeCall: beforeCall,
           onAfterCall: envelope,
         },
         {
@@ -285,7 +406,8 @@ export function createApiService(config: Config): ServiceSchema<ApiSettingsSchem
                 data: health,
               });
             },
-            'GET metrics'(this: Service, _req: Req, res: ServerResponse) {
+            'GET metrics'(this: Service, req: Req, res: ServerResponse) {
+              checkMetricsToken(req);
               res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' });
               res.end(prometheusText(this.broker.metrics));
             },
@@ -312,6 +434,7 @@ export function createApiService(config: Config): ServiceSchema<ApiSettingsSchem
           },
         },
       ],
+      use: [guardDoor],
       assets: { folder: publicDir(), options: { index: 'index.html' } },
       onError(this: Service, req: Req, res: ServerResponse, err: Error) {
         const { status, body } = errorEnvelope(err);
@@ -320,6 +443,8 @@ export function createApiService(config: Config): ServiceSchema<ApiSettingsSchem
       },
     },
     created(this: ApiService) {
+      const { abuse } = config;
+      ipLimit = new WindowLimiter(runtimeOf(this.broker).redis, 'ip', abuse.ipMax, abuse.ipWindowMs);
       // answerLocally checks requests by the actions' own rules, compiled by the broker's validator.
       const validator = this.broker.validator;
       if (!validator) throw new Error('The gateway needs the broker validator');
@@ -327,6 +452,10 @@ export function createApiService(config: Config): ServiceSchema<ApiSettingsSchem
       this.validResult = validator.compile(resultParams) as Check;
       // Requests Node's HTTP parser refuses (e.g. a URL over the header limit) get the envelope too.
       const { server } = this as unknown as { server: Server };
+      // Before moleculer-web sees the request: every answer, refusals of any stage included.
+      server.prependListener('request', (_req: IncomingMessage, res: ServerResponse) => {
+        for (const [name, value] of HEADERS) res.setHeader(name, value);
+      });
       const answered = new WeakSet<Socket>();
       server.on('clientError', (err: NodeJS.ErrnoException, socket: ClientSocket) => {
         if (answered.has(socket)) return;
@@ -345,6 +474,7 @@ export function createApiService(config: Config): ServiceSchema<ApiSettingsSchem
         socket.on('data', () => undefined);
         socket.end(
           `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+            HEADERS.map(([name, value]) => `${name}: ${value}\r\n`).join('') +
             `Content-Length: ${Buffer.byteLength(payload)}\r\nConnection: close\r\n\r\n${payload}`,
         );
         setTimeout(() => socket.destroy(), 5000).unref();

@@ -13,6 +13,12 @@ import { dateRule, messageIdRule, purchaseParams, resultParams, userIdQueryRule 
 /** The longest long poll (LONG_POLL_MAX_MS ≤ 30 s), and time for its reads around the wait. */
 const LONG_POLL_TIMEOUT_MS = 40_000;
 
+/**
+ * Set by the HTTP door when a signed-in user calls (AUTH_MODE=jwt): the messages asked about must be
+ * theirs. Internal callers leave it out and may read any message.
+ */
+type CallerMeta = { userId?: number };
+
 type Vars = {
   rt: Runtime;
   gateway: PurchaseGateway;
@@ -50,8 +56,8 @@ const purchaseService: ServiceSchema<ServiceSettingSchema, Record<string, never>
       // (30 s) must not cut a 30 s wait short with a 503. (Moleculer honours an action's own
       // timeout; its typings do not list it.)
       ...{ timeout: LONG_POLL_TIMEOUT_MS },
-      handler(ctx: Context<{ messageId: string; waitMs?: number }>) {
-        return this.gateway.result(ctx.params.messageId, ctx.params.waitMs ?? 0);
+      handler(ctx: Context<{ messageId: string; waitMs?: number }, CallerMeta>) {
+        return this.gateway.result(ctx.params.messageId, ctx.params.waitMs ?? 0, ctx.meta.userId);
       },
     },
 
@@ -67,8 +73,8 @@ const purchaseService: ServiceSchema<ServiceSettingSchema, Record<string, never>
         $$strict: true,
         messageIds: { type: 'array', items: messageIdRule, min: 1, max: 100 },
       },
-      handler(ctx: Context<{ messageIds: string[] }>) {
-        return this.gateway.results(ctx.params.messageIds);
+      handler(ctx: Context<{ messageIds: string[] }, CallerMeta>) {
+        return this.gateway.results(ctx.params.messageIds, ctx.meta.userId);
       },
     },
   },

@@ -1,5 +1,6 @@
 import { LRUCache } from 'lru-cache';
 import type { Context, ServiceSchema, ServiceSettingSchema } from 'moleculer';
+import { WindowLimiter } from '../lib/abuse';
 import { ensureDatabase, migrate, seedUsers } from '../lib/db';
 import { User } from '../lib/db/models';
 import { appError } from '../lib/errors';
@@ -27,6 +28,8 @@ interface Vars {
   rt: Runtime;
   /** A crowd refreshing the stats costs one query a second, whatever its size. */
   stats: LRUCache<'all', Stats>;
+  /** Verify hashes issued per user and window (VERIFY_HASH_USER_MAX): one bot cannot buy for everyone. */
+  hashLimit: WindowLimiter;
   timers: NodeJS.Timeout[];
   rebuilding: Promise<unknown> | null;
 }
@@ -60,6 +63,9 @@ const ticketsService: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
       params: { $$strict: true, userId: userIdQueryRule, date: dateRule },
       async handler(ctx: Context<{ userId: number; date: string }>) {
         const { userId, date } = ctx.params;
+        if (!(await this.hashLimit.take(String(userId)))) {
+          throw appError('RATE_LIMITED', 'Too many verify hashes for this user, try again later');
+        }
         const time = checkSaleTime(this.rt.calendar, date);
         if (!time.allowed && time.reason === 'date-outside-window')
           throw appError('NO_SUCH_DAY', time.message);
@@ -240,6 +246,8 @@ const ticketsService: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
       ttl: STATS_TTL_MS,
       fetchMethod: () => stats(this.rt.db),
     });
+    const { abuse } = this.rt.config;
+    this.hashLimit = new WindowLimiter(this.rt.redis, 'hash', abuse.hashUserMax, abuse.hashUserWindowMs);
     this.timers = [];
     this.rebuilding = null;
   },

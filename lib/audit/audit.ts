@@ -3,6 +3,7 @@ import type Redis from 'ioredis';
 import { connect, type NatsConnection } from 'nats';
 import type { Config } from '../../config';
 import { isTerminal } from '../../machines/purchase.machine';
+import { natsOptions } from '../nats-options';
 import { queueNames } from '../purchase/queue';
 import { keys, parseOutboxEntry } from '../store/keys';
 import { createRedis } from '../store/redis';
@@ -184,7 +185,7 @@ async function open(config: Config): Promise<Connections> {
   let natsError: string | null = null;
   try {
     nc = await connect({
-      servers: config.natsUrl.split(','),
+      ...natsOptions(config),
       name: 'miaosha-audit',
       timeout: 5000,
       maxReconnectAttempts: 0,

@@ -174,11 +174,18 @@ export class PurchaseGateway {
     return cached;
   }
 
-  /** The result record; with `waitMs` it waits for a terminal status (long poll). */
-  async result(messageId: string, waitMs = 0): Promise<ResultRecord & { pollIntervalMs?: number }> {
+  /**
+   * The result record; with `waitMs` it waits for a terminal status (long poll). With `owner` (the
+   * signed-in user) another user's message answers 6008 like a missing one: its existence never shows.
+   */
+  async result(
+    messageId: string,
+    waitMs = 0,
+    owner?: number,
+  ): Promise<ResultRecord & { pollIntervalMs?: number }> {
     const cached = this.terminalResult(messageId);
-    if (cached) return cached;
-    if (waitMs <= 0) return this.decorate(await this.read(messageId));
+    if (cached) return ownedBy(cached, owner);
+    if (waitMs <= 0) return this.decorate(ownedBy(await this.read(messageId), owner));
     // Watch before reading, so a transition between the two cannot be missed.
     let wake!: (record: ResultRecord | null) => void;
     const woken = new Promise<ResultRecord | null>((resolve) => (wake = resolve));
@@ -189,7 +196,7 @@ export class PurchaseGateway {
       .pipe(take(1))
       .subscribe(wake);
     try {
-      const now = await this.read(messageId);
+      const now = ownedBy(await this.read(messageId), owner);
       if (isTerminal(now.status)) return now;
       return (await woken) ?? this.decorate(await this.read(messageId));
     } finally {
@@ -210,11 +217,12 @@ export class PurchaseGateway {
 
   async results(
     messageIds: string[],
+    owner?: number,
   ): Promise<(ResultRecord | { messageId: string; code: number; message: string })[]> {
     return Promise.all(
       messageIds.map(async (messageId) => {
         try {
-          return await this.result(messageId);
+          return await this.result(messageId, 0, owner);
         } catch (err) {
           if ((err as { data?: { appCode?: number } }).data?.appCode !== 6008) throw err;
           return { messageId, code: 6008, message: 'No such message' };
@@ -365,6 +373,11 @@ export class PurchaseGateway {
     this.events.submitted(outcome);
     return typeof why === 'string' ? refusalOf(why) : refusalFrom(why);
   }
+}
+
+function ownedBy<T extends ResultRecord>(record: T, owner: number | undefined): T {
+  if (owner !== undefined && record.userId !== owner) throw appError('NOT_FOUND', 'No such message');
+  return record;
 }
 
 const resultUrl = (messageId: string) => `/api/tickets/v2/purchase/result?messageId=${messageId}`;

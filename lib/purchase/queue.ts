@@ -17,6 +17,7 @@ import {
   type StoredMsg,
 } from 'nats';
 import type { Config } from '../../config';
+import { natsOptions } from '../nats-options';
 import { TurnBuffer } from '../turn-buffer';
 
 /** What travels on the queue for each accepted purchase. */
@@ -164,7 +165,7 @@ export class PurchaseQueue {
 
   static async open(config: Config, name: string): Promise<PurchaseQueue> {
     const nc = await connect({
-      servers: config.natsUrl.split(','),
+      ...natsOptions(config),
       name,
       maxReconnectAttempts: -1,
       reconnectTimeWait: 250,

@@ -12,9 +12,10 @@ const MAX_STREAM_MS = 10 * 60_000;
 /**
  * Server-Sent Events for one message: the current status at once, then one `status` event per
  * change, and the stream closes after the terminal one. The client may leave at any moment (before
- * the first read has answered, too): nothing is written after it left.
+ * the first read has answered, too): nothing is written after it left. Another user's message
+ * (`owner` signed in) answers 6008 like a missing one.
  */
-export function streamResult(rt: Runtime, req: IncomingMessage, res: ServerResponse): void {
+export function streamResult(rt: Runtime, req: IncomingMessage, res: ServerResponse, owner?: number): void {
   const messageId = new URL(req.url ?? '', 'http://x').searchParams.get('messageId') ?? '';
   if (messageId.length > messageIdRule.max || !messageIdRule.pattern.test(messageId)) {
     return writeEnvelope(res, 400, 1001, "The 'messageId' field is missing or malformed.");
@@ -28,7 +29,7 @@ export function streamResult(rt: Runtime, req: IncomingMessage, res: ServerRespo
   const watching = gateway.hub.watch(messageId).subscribe(updates);
   stream.onClose(() => watching.unsubscribe());
 
-  gateway.result(messageId).then(
+  gateway.result(messageId, 0, owner).then(
     (first) => {
       if (!stream.open()) return;
       const subscription = concat(of(first), updates)

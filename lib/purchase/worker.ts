@@ -245,6 +245,7 @@ export class PurchaseWorker {
         },
         deadLetter: ({ self }, { errorMessage }: { errorMessage: string }) => {
           const { msg, message, writes } = of(self);
+          this.hooks.log.warn('Purchase dead-lettered', message.messageId, errorMessage);
           writes.push(
             this.queue
               .deadLetter(message, errorMessage, msg.info.deliveryCount, msg.seq)

@@ -77,7 +77,14 @@ export function benchEnv(
     // Production defaults where the test environment differs (the caller's environment may override).
     QUEUE_STORAGE: CONFIG_DEFAULTS.QUEUE_STORAGE,
     RATE_LIMIT_USER_MAX: CONFIG_DEFAULTS.RATE_LIMIT_USER_MAX,
+    VERIFY_HASH_USER_MAX: CONFIG_DEFAULTS.VERIFY_HASH_USER_MAX,
+    WAIT_SLOTS_PER_GATEWAY: CONFIG_DEFAULTS.WAIT_SLOTS_PER_GATEWAY,
     WORKER_NICE: CONFIG_DEFAULTS.WORKER_NICE,
+    // The bench is one client address speaking for thousands of users, without a sign-in: the
+    // per-IP limits are off and the users are named by userId (the isolated env keeps them off too).
+    RATE_LIMIT_IP_MAX: '0',
+    WAIT_SLOTS_PER_IP: '0',
+    AUTH_MODE: 'open',
     ...passedThrough,
     SALE_WINDOW: '00:00-24:00',
     DATABASE_URL: dbUrl.toString(),

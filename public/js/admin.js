@@ -94,6 +94,13 @@ async function adminCall(path, options = {}) {
   }
 }
 
+/**
+ * A user's orders: with the admin token through the operator's endpoints (any user, also when the
+ * service signs users in with AUTH_MODE=jwt), without it through the public ones (open mode).
+ */
+const ordersCall = (path, options) =>
+  getToken() ? adminCall(`/api/admin${path}`, options) : api(`/api/tickets${path}`, options);
+
 function adminError(err, target = el.adminMessage) {
   const code = err?.code ?? 5000;
   const text =
@@ -354,7 +361,7 @@ function orderRow(order) {
     clearTimeout(armed);
     await withBusy(cancel, async () => {
       try {
-        await api('/api/tickets/orders/cancel', {
+        await ordersCall('/orders/cancel', {
           method: 'POST',
           body: { userId: order.userId, orderNo: order.orderNo },
         });
@@ -397,7 +404,7 @@ function orderRow(order) {
 }
 
 async function loadOrders(userId) {
-  const orders = await api(`/api/tickets/orders?userId=${userId}`);
+  const orders = await ordersCall(`/orders?userId=${userId}`);
   state.ordersUserId = userId;
   el.ordersList.replaceChildren(...orders.map(orderRow));
   el.ordersList.hidden = orders.length === 0;

@@ -14,6 +14,8 @@ export const ERROR_MESSAGES = {
   6008: 'We cannot find that purchase or order.',
   7001: 'Too many requests at once. Wait a second and try again.',
   4001: 'The admin token is missing or wrong.',
+  4002: 'Sign in first: the sign-in token is missing, invalid or expired.',
+  4003: 'That is not allowed for your account.',
   5000: 'Something went wrong on our side. Please try again.',
   5030: 'The service is briefly unavailable. Please try again in a few seconds.',
 };

@@ -19,6 +19,10 @@ mountHeader();
 const WINDOW_MS = 120_000;
 const POLL_MS = 1000;
 const RECONNECT_MS = 10_000;
+/** With METRICS_TOKEN set the monitor asks for it; it stays in this browser tab only. */
+const TOKEN_KEY = 'miaosha.metricsToken';
+const metricsToken = () => sessionStorage.getItem(TOKEN_KEY) ?? '';
+const monitorApi = (path) => api(path, { token: metricsToken() });
 
 const OUTCOMES = [
   ['accepted', 'Accepted', '#22a75d'],
@@ -277,7 +281,7 @@ function renderActiveAlerts(alerts) {
 
 async function loadRecentAlerts() {
   try {
-    const { active, recent } = await api('/api/monitor/alerts');
+    const { active, recent } = await monitorApi('/api/monitor/alerts');
     const seen = new Set();
     const all = [...active, ...recent]
       .filter((a) => !seen.has(a.id) && seen.add(a.id))
@@ -351,8 +355,9 @@ function setConn(kind, text) {
 
 async function pollOnce() {
   try {
-    onSnapshot(await api('/api/monitor/snapshot'));
+    onSnapshot(await monitorApi('/api/monitor/snapshot'));
   } catch (err) {
+    if (err?.code === 4001) return askForToken();
     setConn('down', 'No data');
     showNotice(
       byId('monitor-message'),
@@ -376,9 +381,46 @@ function stopPolling() {
   state.pollTimer = 0;
 }
 
+/** The service keeps its monitoring data behind METRICS_TOKEN: show the token form. */
+function askForToken() {
+  stopPolling();
+  clearTimeout(state.reconnectTimer);
+  const refused = metricsToken() !== '';
+  sessionStorage.removeItem(TOKEN_KEY);
+  setConn('down', 'Token needed');
+  byId('metrics-token-form').hidden = false;
+  showNotice(
+    byId('monitor-message'),
+    'error',
+    refused
+      ? 'That metrics token was refused. Check it and try again.'
+      : 'The monitoring data needs the metrics token (or the admin token). Enter it below.',
+    4001,
+  );
+}
+
+function useToken(event) {
+  event.preventDefault();
+  const input = byId('metrics-token');
+  const token = input.value.trim();
+  if (!token) return input.focus();
+  sessionStorage.setItem(TOKEN_KEY, token);
+  input.value = '';
+  byId('metrics-token-form').hidden = true;
+  showNotice(byId('monitor-message'), 'info', '');
+  connect();
+  loadRecentAlerts();
+}
+
 function connect() {
   clearTimeout(state.reconnectTimer);
   state.es?.close();
+  if (metricsToken()) {
+    // An EventSource cannot send the token: with one, the snapshots are polled.
+    setConn('', 'Polling');
+    startPolling();
+    return;
+  }
   const es = new EventSource('/api/monitor/stream');
   state.es = es;
   es.addEventListener('open', () => {
@@ -421,6 +463,7 @@ function init() {
       'The chart library did not load: figures are shown without charts.',
     );
   }
+  byId('metrics-token-form').addEventListener('submit', useToken);
   connect();
   loadRecentAlerts();
 }

@@ -1,6 +1,6 @@
 // The asynchronous purchase demo: hash, V2 submit, live status (polling, long-poll or SSE), log, crowd.
 import {
-  api,
+  api as callApi,
   byId,
   clock,
   clockMs,
@@ -21,6 +21,11 @@ import {
 
 mountHeader();
 
+const TOKEN_KEY = 'demo.userToken';
+const userToken = () => sessionStorage.getItem(TOKEN_KEY) ?? '';
+/** With AUTH_MODE=jwt the user endpoints need the pasted sign-in token; open mode ignores it. */
+const api = (path, options = {}) => callApi(path, { ...options, token: userToken() });
+
 /** The design's polling interval, used whenever the server gives no advice of its own. */
 const DEFAULT_POLL_MS = 500;
 const LONG_POLL_WAIT_MS = 25_000;
@@ -31,6 +36,7 @@ const BATCH_MAX = 100;
 const el = {
   form: byId('buy-form'),
   userId: byId('user-id'),
+  userToken: byId('user-token'),
   date: byId('date'),
   hashBox: byId('hash-box'),
   hashValue: byId('hash-value'),
@@ -374,8 +380,9 @@ function startFollowing(track, firstWaitMs) {
   track.es = null;
   const mode = activeMode();
   el.modeNote.textContent = MODE_NOTES[mode];
-  if (mode === 'sse') stream(track, gen);
-  else if (mode === 'long') longPoll(track, gen);
+  // An EventSource cannot send the sign-in token: signed in, the result is long-polled instead.
+  if (mode === 'sse' && !userToken()) stream(track, gen);
+  else if (mode === 'long' || mode === 'sse') longPoll(track, gen);
   else poll(track, gen, firstWaitMs);
 }
 
@@ -816,6 +823,11 @@ function init() {
     sessionStorage.setItem('demo.date', el.date.value);
     renderHash();
     checkSale();
+  });
+  el.userToken.value = userToken();
+  el.userToken.addEventListener('change', () => {
+    sessionStorage.setItem(TOKEN_KEY, el.userToken.value.trim());
+    renderHash();
   });
   el.getHash.addEventListener('click', getHash);
   el.form.addEventListener('submit', buy);

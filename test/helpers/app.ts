@@ -62,6 +62,11 @@ export function isolatedEnv(
     HASH_SECRET: `test-secret-${namespace}-0123456789abcdef`,
     QUEUE_STORAGE: 'memory',
     RATE_LIMIT_USER_MAX: '50',
+    // Every test client is 127.0.0.1 and some send thousands of requests: the per-IP and per-user
+    // abuse limits are off here, and the tests of those limits turn them on.
+    RATE_LIMIT_IP_MAX: '0',
+    VERIFY_HASH_USER_MAX: '0',
+    WAIT_SLOTS_PER_IP: '0',
     // Tests measure no scheduling: a worker node starved by the test's own load would only slow them.
     WORKER_NICE: '0',
     ...overrides,

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
+import { SignJWT } from 'jose';
 import { publicDir } from '../../lib/paths';
 import { addDays, isValidDate } from '../../lib/sale/calendar';
 import { issueVerifyHash } from '../../lib/sale/verify-hash';
@@ -932,6 +933,177 @@ describe('abuse: property-based fuzzing of every endpoint', () => {
       return false;
     }
   }
+});
+
+/**
+ * SPEC §3.1 under fuzzing, AUTH_MODE=jwt with the per-IP limit on and TRUST_PROXY=1: hostile
+ * Authorization headers (noise, token-shaped strings, `alg: none`, other keys, hostile `sub` claims)
+ * get 4002 on every user endpoint; a valid token with a hostile `userId` never acts for anyone else
+ * (4003, 1001 or the user's own answer); hostile X-Forwarded-For values are answered cleanly. No state
+ * changes in any of it.
+ */
+describe('abuse: fuzzing the sign-in and the client address (AUTH_MODE=jwt)', () => {
+  const SECRET = 'fuzz-jwt-secret-0123456789abcdef0123';
+  const key = new TextEncoder().encode(SECRET);
+  let app: TestApp;
+  let before: StateSnapshot;
+  let own: string;
+
+  const sign = (claims: Record<string, unknown>, alg = 'HS256', secret = key) =>
+    new SignJWT(claims).setProtectedHeader({ alg }).sign(secret);
+  const b64 = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+
+  beforeAll(async () => {
+    app = await startApp({
+      AUTH_MODE: 'jwt',
+      AUTH_JWT_SECRET: SECRET,
+      RATE_LIMIT_IP_MAX: '100000',
+      TRUST_PROXY: '1',
+    });
+    before = await state();
+    own = await sign({ sub: '1', exp: Math.floor(Date.now() / 1000) + 3600 });
+  });
+
+  afterAll(async () => {
+    closeAgent();
+    await app?.stop();
+  });
+
+  /** The state, less the per-IP counters this suite's requests add by design. */
+  const state = async () => {
+    const snapshot = await snapshotState(app);
+    for (const key of Object.keys(snapshot.redis)) if (key.startsWith('ip:')) delete snapshot.redis[key];
+    return snapshot;
+  };
+
+  afterEach(async () => {
+    expect(await state()).toEqual(before);
+  });
+
+  const USER_CALLS: RawRequest[] = [
+    { method: 'GET', path: '/api/tickets/verify-hash?date=2030-01-01' },
+    { method: 'POST', path: '/api/tickets/v1/purchase', body: '{"date":"2030-01-01","verifyHash":"x"}' },
+    { method: 'POST', path: '/api/tickets/v2/purchase', body: '{"date":"2030-01-01","verifyHash":"x"}' },
+    { method: 'GET', path: '/api/tickets/v2/purchase/result?messageId=abc' },
+    { method: 'GET', path: '/api/tickets/v2/purchase/result/user?date=2030-01-01' },
+    { method: 'POST', path: '/api/tickets/v2/purchase/results', body: '{"messageIds":["abc"]}' },
+    { method: 'GET', path: '/api/tickets/v2/purchase/stream?messageId=abc' },
+    { method: 'GET', path: '/api/tickets/orders' },
+    { method: 'POST', path: '/api/tickets/orders/cancel', body: '{"orderNo":"T-1"}' },
+  ];
+  const withHeaders = (req: RawRequest, headers: Record<string, string>): RawRequest => ({
+    ...req,
+    headers: { ...(req.body ? { 'content-type': 'application/json' } : {}), ...headers },
+  });
+
+  it('answers 4002 to every hostile Authorization header on every user endpoint', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const hostileSub = fc.oneof(
+      fc.constantFrom(
+        0,
+        -1,
+        1.5,
+        '1.5',
+        ' 1',
+        '01',
+        '0x10',
+        '1e3',
+        '9007199254740993',
+        '',
+        'admin',
+        null,
+        true,
+      ),
+      fc.array(fc.integer(), { maxLength: 3 }),
+      fc.string({ maxLength: 20 }).filter((s) => !/^[1-9]\d{0,15}$/.test(s)),
+    );
+    const token = fc.oneof(
+      fc.string({ maxLength: 300 }).map((s) => `Bearer ${s}`),
+      fc.string({ maxLength: 100 }),
+      fc
+        .tuple(fc.jsonValue(), fc.jsonValue(), fc.base64String({ maxLength: 60 }))
+        .map(([h, p, s]) => `Bearer ${b64(h)}.${b64(p)}.${s.replace(/[+/=]/g, '')}`),
+      fc.constant(`Bearer ${b64({ alg: 'none' })}.${b64({ sub: '1', exp: now + 600 })}.`),
+      fc.constant(`Bearer ${b64({ alg: 'HS256' })}.${b64({ sub: '1', exp: now + 600 })}.`),
+      hostileSub
+        .map((sub) => ({ sub, exp: now + 600 }))
+        .chain((claims) => fc.constant(claims).map((c) => JSON.stringify(c)))
+        .map((c) => `claims:${c}`),
+      fc.constant('Bearer ' + 'a'.repeat(6000)),
+    );
+    const cases = fc.tuple(fc.constantFrom(...USER_CALLS), token);
+    await fc.assert(
+      fc.asyncProperty(cases, async ([call, header]) => {
+        let authorization = header;
+        if (header.startsWith('claims:')) {
+          const claims = JSON.parse(header.slice(7)) as Record<string, unknown>;
+          authorization = `Bearer ${await sign(claims)}`;
+        } else if (/[^\t\x20-\x7e]/.test(header)) {
+          authorization = encodeURIComponent(header); // a header value must be ASCII
+        }
+        const req = withHeaders(call, { authorization });
+        const answer = await rawRequest(app.baseUrl, req);
+        assertCleanAnswer(answer, [4002, 1001], req, authorization);
+        // 1001 only where the header itself is unreadable for Node; a readable bad token is 4002.
+        if (answer.body?.code === 1001) expect(answer.status).toBe(400);
+      }),
+      { seed: SEED, numRuns: RUNS },
+    );
+  });
+
+  it('never lets a valid token act for a hostile userId', async () => {
+    const userIdText = fc.oneof(
+      fc.integer({ min: 2, max: 3000 }).map(String),
+      fc.constantFrom('1', '01', '1.0', '-1', '0', '1e0', '"1"', '"2"', 'null', '[1]', '{"$gt":0}', 'true'),
+      nastyJson(),
+    );
+    const calls = fc.constantFrom(
+      ...USER_CALLS.filter((c) => /verify-hash|purchase$|orders|result\/user/.test(c.path)),
+    );
+    await fc.assert(
+      fc.asyncProperty(calls, userIdText, async (call, userId) => {
+        let req: RawRequest;
+        if (call.method === 'GET') {
+          const plain = userId.startsWith('"') ? (JSON.parse(userId) as string) : userId;
+          req = {
+            ...call,
+            path: `${call.path}${call.path.includes('?') ? '&' : '?'}userId=${encodeURIComponent(plain)}`,
+          };
+        } else {
+          req = { ...call, body: `{"userId":${userId},${String(call.body).slice(1)}` };
+        }
+        const answer = await rawRequest(app.baseUrl, withHeaders(req, { authorization: `Bearer ${own}` }));
+        assertCleanAnswer(answer, [200, 1001, 4003, 6001, 6003, 6008], req, userId);
+        if (answer.body?.code === 200)
+          expect(JSON.stringify(answer.body.data)).not.toMatch(/"userId":(?!1\b)\d/);
+      }),
+      { seed: SEED, numRuns: RUNS },
+    );
+  });
+
+  it('answers hostile X-Forwarded-For values cleanly (the trusted hop is the only one read)', async () => {
+    const xff = fc.oneof(
+      fc.string({ maxLength: 200 }),
+      fc
+        .array(fc.oneof(fc.ipV4(), fc.ipV6(), fc.string({ maxLength: 20 })), { maxLength: 30 })
+        .map((a) => a.join(', ')),
+      fc.constant(',,,'),
+      fc.constant('a'.repeat(4000)),
+    );
+    await fc.assert(
+      fc.asyncProperty(xff, async (value) => {
+        const header = /[^\t\x20-\x7e]/.test(value) ? encodeURIComponent(value) : value;
+        const req: RawRequest = {
+          method: 'GET',
+          path: '/api/tickets/list',
+          headers: { 'x-forwarded-for': header },
+        };
+        const answer = await rawRequest(app.baseUrl, req);
+        assertCleanAnswer(answer, [200, 1001], req, header);
+      }),
+      { seed: SEED, numRuns: RUNS },
+    );
+  });
 });
 
 function listFiles(dir: string): string[] {

@@ -11,7 +11,7 @@ import type { Envelope, TestApp } from '../helpers/app';
 
 /** The codes SPEC §3 lets an answer carry, plus 404/405 for unknown routes. */
 export const SPEC_CODES = [
-  200, 1001, 6001, 6002, 6003, 6004, 6005, 6006, 6007, 6008, 7001, 4001, 5000, 5030, 404, 405,
+  200, 1001, 6001, 6002, 6003, 6004, 6005, 6006, 6007, 6008, 7001, 4001, 4002, 4003, 5000, 5030, 404, 405,
 ] as const;
 
 export interface RawRequest {
@@ -142,6 +142,11 @@ export function assertCleanAnswer(
   if (!(SPEC_CODES as readonly number[]).includes(body.code)) fail(`code ${body.code} is not a SPEC code`);
   if (!allowed.includes(body.code)) fail(`code ${body.code} not in [${allowed.join(', ')}]`);
   if (!statusesFor(body.code).includes(answer.status)) fail(`HTTP ${answer.status} for code ${body.code}`);
+  // SPEC §3.1: the security headers on every answer, refusals of every stage included.
+  if (answer.headers['x-content-type-options'] !== 'nosniff') fail('no X-Content-Type-Options: nosniff');
+  if (!String(answer.headers['content-security-policy'] ?? '').includes("frame-ancestors 'none'")) {
+    fail('no Content-Security-Policy with frame-ancestors');
+  }
   if (body.code !== 200) {
     const input = `${request.path}\n${safeDecode(request.path)}\n${String(request.body ?? '')}\n${inputText}`;
     const leaks = leaksIn(answer.text, input);

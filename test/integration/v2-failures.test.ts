@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { SYSTEM_ERROR_MESSAGE } from '../../machines/purchase.machine';
 import { QueryTypes } from 'sequelize';
 import type { DeadLetter } from '../../lib/purchase/queue';
 import type { ResultRecord } from '../../lib/purchase/results';
@@ -98,6 +99,8 @@ describe('V2 failures: transient errors, poison messages, dead letters', () => {
     const failed = await terminal(app, poison);
     expect(failed).toMatchObject({ status: 'FAILED', errorCode: 5000 });
     expect(failed.errorMessage).not.toMatch(/INSERT|SELECT|\bat \w+ \(/);
+    // Publicly a generic message; the cause ('poison') is kept for the operator in the DLQ below.
+    expect(failed.errorMessage).toBe(SYSTEM_ERROR_MESSAGE);
     for (const id of others) expect((await terminal(app, id)).status).toBe('SUCCESS');
     expect(await ordersOf(app, POISON_USER, date)).toHaveLength(0);
 

@@ -1,7 +1,9 @@
+import { generateKeyPairSync } from 'node:crypto';
 import { ALL_SERVICES, ConfigError, loadConfig } from '../../config';
 
 const SECRET = 'a-perfectly-long-hash-secret-0123456789';
 const TOKEN = 'admin-token-0123456789';
+const JWT_SECRET = 'a-jwt-signing-secret-0123456789abcdef';
 
 /** A complete, valid environment; each case overrides one variable. */
 const base = (overrides: Record<string, string | undefined> = {}) => ({
@@ -121,6 +123,20 @@ describe('loadConfig', () => {
     ['WORKER_NICE', { WORKER_NICE: '20' }],
     ['WORKER_NICE', { WORKER_NICE: '-5' }],
     ['ALERT_WEBHOOK_URL', { ALERT_WEBHOOK_URL: 'not a url' }],
+    ['AUTH_MODE', { AUTH_MODE: 'oauth' }],
+    ['AUTH_JWT_SECRET', { NODE_ENV: 'production' }], // jwt by default there, and no key given
+    ['AUTH_JWT_SECRET', { AUTH_MODE: 'jwt' }],
+    ['AUTH_JWT_SECRET', { AUTH_MODE: 'jwt', AUTH_JWT_SECRET: 'short' }],
+    ['AUTH_JWT_SECRET', { AUTH_MODE: 'jwt', AUTH_JWT_SECRET: JWT_SECRET, AUTH_JWKS_URL: 'https://id/jwks' }],
+    ['AUTH_JWT_PUBLIC_KEY', { AUTH_MODE: 'jwt', AUTH_JWT_PUBLIC_KEY: 'not a pem' }],
+    ['AUTH_JWKS_URL', { AUTH_MODE: 'jwt', AUTH_JWKS_URL: 'file:///etc/keys' }],
+    ['METRICS_TOKEN', { METRICS_TOKEN: 'short' }],
+    ['NATS_CREDS', { NATS_CREDS: '/no/such/user.creds' }],
+    ['RATE_LIMIT_IP_MAX', { RATE_LIMIT_IP_MAX: '-1' }],
+    ['RATE_LIMIT_IP_WINDOW_MS', { RATE_LIMIT_IP_WINDOW_MS: '1500' }],
+    ['VERIFY_HASH_WINDOW_MS', { VERIFY_HASH_WINDOW_MS: '500' }],
+    ['TRUST_PROXY', { TRUST_PROXY: 'yes' }],
+    ['WAIT_SLOTS_PER_IP', { WAIT_SLOTS_PER_IP: '1.5' }],
   ];
 
   it.each(bad)('refuses a bad %s (%j) with a ConfigError naming it', (variable, overrides) => {
@@ -129,10 +145,34 @@ describe('loadConfig', () => {
     expect(err.message).toContain(variable);
   });
 
-  it('lets production start with its secrets set', () => {
-    const config = loadConfig(base({ NODE_ENV: 'production' }));
+  it('lets production start with its secrets set, signing users in with JWTs by default', () => {
+    const config = loadConfig(base({ NODE_ENV: 'production', AUTH_JWT_SECRET: JWT_SECRET }));
     expect(config.env).toBe('production');
     expect(config.hashSecret).toBe(SECRET);
+    expect(config.auth).toMatchObject({ mode: 'jwt', secret: JWT_SECRET, publicKey: null, jwksUrl: null });
+    expect(loadConfig(base({ NODE_ENV: 'production', AUTH_MODE: 'open' })).auth.mode).toBe('open');
+  });
+
+  it('keeps the open mode outside production, and the abuse limits on by default', () => {
+    const config = loadConfig(base());
+    expect(config.auth.mode).toBe('open');
+    expect(config.abuse.ipMax).toBeGreaterThan(0);
+    expect(config.abuse.hashUserMax).toBeGreaterThan(0);
+    expect(config.abuse.waitsPerIp).toBeGreaterThan(0);
+    expect(config.abuse.waitsPerGateway).toBeGreaterThan(0);
+    expect(config.abuse.trustProxy).toBe(0);
+  });
+
+  it('takes an RS256 or ES256 public key in PEM, also with its line breaks written as \\n', () => {
+    for (const type of ['rsa', 'ec'] as const) {
+      const { publicKey } =
+        type === 'rsa'
+          ? generateKeyPairSync('rsa', { modulusLength: 2048 })
+          : generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      const pem = publicKey.export({ type: 'spki', format: 'pem' }).toString();
+      const config = loadConfig(base({ AUTH_MODE: 'jwt', AUTH_JWT_PUBLIC_KEY: pem.replace(/\n/g, '\\n') }));
+      expect(config.auth.publicKey?.asymmetricKeyType).toBe(type);
+    }
   });
 
   it('tells the warn callback about missing secrets', () => {

@@ -2,6 +2,7 @@ import { SimulatedClock, createActor, fromPromise, toPromise, type Actor } from 
 
 import {
   SYSTEM_ERROR_CODE,
+  SYSTEM_ERROR_MESSAGE,
   TERMINAL_STATUSES,
   isTerminal,
   purchaseMachine,
@@ -269,7 +270,12 @@ describe('purchase machine', () => {
       { action: 'deadLetter', params: { errorMessage: 'lock timeout' } },
       {
         action: 'report',
-        params: { status: 'FAILED', attempts: 6, errorCode: SYSTEM_ERROR_CODE, errorMessage: 'lock timeout' },
+        params: {
+          status: 'FAILED',
+          attempts: 6,
+          errorCode: SYSTEM_ERROR_CODE,
+          errorMessage: SYSTEM_ERROR_MESSAGE,
+        },
       },
     ]);
     expect(h.actor.getSnapshot().value).toBe('deadLettered');
@@ -293,7 +299,7 @@ describe('purchase machine', () => {
       { action: 'deadLetter', params: { errorMessage: 'cannot parse message' } },
       {
         action: 'report',
-        params: { status: 'FAILED', attempts: 1, errorCode: 5000, errorMessage: 'cannot parse message' },
+        params: { status: 'FAILED', attempts: 1, errorCode: 5000, errorMessage: SYSTEM_ERROR_MESSAGE },
       },
     ]);
   });
@@ -331,7 +337,7 @@ describe('purchase machine', () => {
     expect(h.inputs).toHaveLength(1);
     expect(h.reports()).toEqual([
       { status: 'PROCESSING', attempts: 3 },
-      { status: 'FAILED', attempts: 3, errorCode: 5000, errorMessage: 'database unavailable' },
+      { status: 'FAILED', attempts: 3, errorCode: 5000, errorMessage: SYSTEM_ERROR_MESSAGE },
     ]);
   });
 
@@ -390,7 +396,7 @@ describe('purchase machine', () => {
       status: 'FAILED',
       attempts: 1,
       errorCode: 5000,
-      errorMessage: expected,
+      errorMessage: SYSTEM_ERROR_MESSAGE,
     });
   });
 

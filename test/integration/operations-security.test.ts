@@ -1,0 +1,49 @@
+import { ADMIN_TOKEN, startApp, type TestApp } from '../helpers/app';
+
+/**
+ * SPEC §3.1: operations data is not public when METRICS_TOKEN is set (the admin token works too),
+ * and every answer carries the security headers (CSP with frame-ancestors, nosniff).
+ */
+const METRICS_TOKEN = 'metrics-token-0123456789';
+
+describe('operations data and security headers', () => {
+  let app: TestApp;
+
+  beforeAll(async () => {
+    app = await startApp({ METRICS_TOKEN });
+  });
+  afterAll(() => app?.stop());
+
+  const paths = ['/metrics', '/api/monitor/snapshot', '/api/monitor/alerts', '/api/monitor/stream'];
+
+  it.each(paths)('%s refuses without METRICS_TOKEN, and answers with it or the admin token', async (path) => {
+    for (const authorization of [undefined, 'Bearer wrong-token-0123456789', `Basic ${METRICS_TOKEN}`]) {
+      const res = await fetch(app.baseUrl + path, { headers: authorization ? { authorization } : {} });
+      expect(res.status).toBe(401);
+      expect(((await res.json()) as { code: number }).code).toBe(4001);
+    }
+    for (const token of [METRICS_TOKEN, ADMIN_TOKEN]) {
+      const ctrl = new AbortController();
+      const res = await fetch(app.baseUrl + path, {
+        headers: { authorization: `Bearer ${token}` },
+        signal: ctrl.signal,
+      });
+      expect(res.status).toBe(200);
+      ctrl.abort(); // the monitor stream stays open
+    }
+  });
+
+  it.each(['/', '/admin.html', '/dashboard.html', '/js/demo.js', '/api/tickets/list', '/no-such-page'])(
+    '%s carries the security headers',
+    async (path) => {
+      const res = await fetch(app.baseUrl + path);
+      await res.arrayBuffer();
+      expect(res.headers.get('x-content-type-options')).toBe('nosniff');
+      const csp = res.headers.get('content-security-policy') ?? '';
+      expect(csp).toContain("frame-ancestors 'none'");
+      expect(csp).toContain("script-src 'self'");
+      expect(csp).not.toMatch(/script-src[^;]*unsafe/);
+      expect(res.headers.get('x-frame-options')).toBe('DENY');
+    },
+  );
+});
