@@ -15,6 +15,11 @@ export interface Config {
   namespace: string;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
   services: ServiceName[];
+  /**
+   * The processes `npm start` runs and watches (lib/supervisor.ts) when SERVICES is not set: one
+   * gateway and `workers` worker processes. null: this process runs `services` itself.
+   */
+  supervisor: { workers: number } | null;
   adminToken: string | null;
   hashSecret: string;
   hashTtlSeconds: number;
@@ -142,6 +147,7 @@ const schema = {
   WORKER_BATCH_SIZE: ['500', int(1, 10_000)],
   WORKER_BATCH_MS: ['5', int(0, 10_000)],
   WORKER_NICE: ['10', int(0, 19)],
+  WORKER_PROCESSES: ['2', int(0, 16)],
   POLL_MIN_MS: ['500', int(10)],
   POLL_MAX_MS: ['5000', int(10)],
   LONG_POLL_MAX_MS: ['30000', int(0, 30000)],
@@ -195,6 +201,11 @@ function parseServices(list: string): ServiceName[] {
   }
   if (names.length === 0) throw new ConfigError('SERVICES', 'no service selected');
   return [...new Set(names)] as ServiceName[];
+}
+
+/** A supervisor only for the default start: SERVICES names a real deployment's node, run as it is. */
+function supervisorOf(services: string | undefined, workers: number): Config['supervisor'] {
+  return (services === undefined || services === '') && workers > 0 ? { workers } : null;
 }
 
 /**
@@ -265,6 +276,7 @@ export function loadConfig(env: Env = process.env, warn: (msg: string) => void =
     namespace: v('NAMESPACE'),
     logLevel: v('LOG_LEVEL'),
     services: parseServices(v('SERVICES')),
+    supervisor: supervisorOf(env.SERVICES, v('WORKER_PROCESSES')),
     adminToken,
     hashSecret,
     hashTtlSeconds: v('HASH_TTL_SECONDS'),
