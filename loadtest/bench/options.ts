@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { CONFIG_DEFAULTS } from '../../config';
 
 /** The scenarios of SPEC §6, plus the echo ceiling they are compared with. */
-export const SCENARIOS = ['echo', 'floor', 'submit', 'storm', 'poll', 'drain', 'flash'] as const;
+export const SCENARIOS = ['echo', 'floor', 'submit', 'default', 'storm', 'poll', 'drain', 'flash'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
 export interface BenchOptions {
@@ -56,7 +56,8 @@ Options:
   --gateways <n>       gateway processes (default 1)
   --workers <n>        separate worker processes; 0 = the worker runs inside each gateway (default 2: measured best on 2 cores)
   --only <list>        comma-separated subset of: ${SCENARIOS.join(', ')}
-                       (echo is measured too whenever floor, submit, storm or poll runs)
+                       (echo is measured too whenever floor, submit, default, storm or poll runs;
+                       default = \`npm start\` as it is, replacing the bench's layout at the end)
   --out <file>         write the results as JSON to this file
   --smoke              tiny numbers, checks the invariants only (exit code 1 if one fails)
   --strict             exit code 1 also when a performance target is missed
