@@ -1,7 +1,6 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { ConfigError, loadConfig, type Config } from '../config';
-import { createBroker } from './broker';
 import { READY, Supervisor } from './supervisor';
 
 const AUTOGROUP = '/proc/self/autogroup';
@@ -59,6 +58,8 @@ async function supervise(config: Config): Promise<void> {
 /** One node running the services SERVICES names. */
 async function run(config: Config): Promise<void> {
   yieldToGateways(config);
+  // Loaded here, not at the top: a supervisor runs no service and stays small.
+  const { createBroker } = await import('./broker');
   const broker = createBroker(config);
   let stopping = false;
   const stop = async (reason: string) => {

@@ -25,6 +25,7 @@ export const FIGURE_ORDER: readonly string[] = [
   'floor',
   'submit',
   'default',
+  'cpu',
   'storm',
   'poll',
   'drain',
@@ -109,7 +110,7 @@ export async function runBench(opts: BenchOptions, command = 'npm run bench'): P
     const value = during ?? proc.peakMb;
     results.figure({
       id: `rss-${proc.label}`,
-      figure: `peak RSS ${proc.label}${flash ? ' (flash crowd)' : ' (whole run)'}`,
+      figure: `peak RSS ${proc.label}${during !== null ? ' (flash crowd)' : ' (whole run)'}`,
       value,
       unit: 'MB',
       baseline: null,
