@@ -7,6 +7,9 @@ import { CONFIG_DEFAULTS } from '../../config';
 export const SCENARIOS = ['echo', 'floor', 'submit', 'default', 'storm', 'poll', 'drain', 'flash'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
+/** The bench's default layout, measured best on 2 cores (and what `npm start` runs). */
+export const BEST_LAYOUT = { gateways: 1, workers: 2 } as const;
+
 export interface BenchOptions {
   /** Seconds of measured load per throughput scenario (echo, submit, storm, poll). */
   duration: number;
@@ -148,8 +151,8 @@ export function parseOptions(argv: string[]): BenchOptions | null {
     warmup: number('warmup', v.warmup, smoke ? 0.5 : 2, 0, false),
     connections: number('connections', v.connections, smoke ? 8 : 64, 1),
     scale,
-    gateways: number('gateways', v.gateways, 1, 1),
-    workers: number('workers', v.workers, 2, 0),
+    gateways: number('gateways', v.gateways, BEST_LAYOUT.gateways, 1),
+    workers: number('workers', v.workers, BEST_LAYOUT.workers, 0),
     out: v.out ?? null,
     only,
     smoke,
