@@ -165,6 +165,26 @@ describe('npm start: the supervisor runs the default layout', () => {
     }
   });
 
+  it('a child that cannot start stops the whole start: exit code 1, no child left', async () => {
+    const proc = new ServiceProcess({
+      name: 'npm-start-no-db',
+      // Nothing listens on port 1: the gateway's first start fails, as without PostgreSQL.
+      env: {
+        ...dep.env,
+        PORT: String(await freePort()),
+        DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none',
+      },
+    });
+    const exit = await proc.exited;
+    expect(exit).toEqual({ code: 1, signal: null });
+    expect(proc.matching(/Start failed: gateway stopped during start/)).toHaveLength(1);
+    const started = proc
+      .matching(/"mod":"supervisor".*started \(pid \d+/)
+      .map((line) => Number(/started \(pid (\d+)/.exec(line)![1]));
+    expect(started).toHaveLength(3);
+    expect(started.filter(alive)).toEqual([]);
+  });
+
   it('a supervisor killed outright leaves no child behind', async () => {
     const second = await startSupervisor('npm-start-2', { WORKER_PROCESSES: '1' });
     const pids = [...readyPids(second.process).values()];
