@@ -16,6 +16,11 @@ export interface Config {
   namespace: string;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
   services: ServiceName[];
+  /**
+   * The processes `npm start` runs and watches (lib/supervisor.ts) when SERVICES is not set: one
+   * gateway and `workers` worker processes. null: this process runs `services` itself.
+   */
+  supervisor: { workers: number } | null;
   adminToken: string | null;
   hashSecret: string;
   hashTtlSeconds: number;
@@ -191,6 +196,7 @@ const schema = {
   WORKER_BATCH_SIZE: ['500', int(1, 10_000)],
   WORKER_BATCH_MS: ['5', int(0, 10_000)],
   WORKER_NICE: ['10', int(0, 19)],
+  WORKER_PROCESSES: ['2', int(0, 16)],
   OUTBOX_CHECK_MS: ['1000', int(100, 60_000)],
   OUTBOX_GRACE_MS: ['10000', int(1000)],
   OUTBOX_MAX_AGE_MS: ['600000', int(1000)],
@@ -249,6 +255,11 @@ function parseServices(list: string): ServiceName[] {
   }
   if (names.length === 0) throw new ConfigError('SERVICES', 'no service selected');
   return [...new Set(names)] as ServiceName[];
+}
+
+/** A supervisor only for the default start: SERVICES names a real deployment's node, run as it is. */
+function supervisorOf(services: string | undefined, workers: number): Config['supervisor'] {
+  return (services === undefined || services === '') && workers > 0 ? { workers } : null;
 }
 
 /**
@@ -384,6 +395,7 @@ export function loadConfig(env: Env = process.env, warn: (msg: string) => void =
     namespace: v('NAMESPACE'),
     logLevel: v('LOG_LEVEL'),
     services: parseServices(v('SERVICES')),
+    supervisor: supervisorOf(env.SERVICES, v('WORKER_PROCESSES')),
     adminToken,
     hashSecret,
     hashTtlSeconds: v('HASH_TTL_SECONDS'),

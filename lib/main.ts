@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { ConfigError, loadConfig, type Config } from '../config';
-import { createBroker } from './broker';
+import { READY, Supervisor } from './supervisor';
 
 const AUTOGROUP = '/proc/self/autogroup';
 
@@ -38,21 +38,48 @@ function leadsOwnSession(): boolean {
   return Number(session) === process.pid;
 }
 
-async function main(): Promise<void> {
-  const config = loadConfig(process.env, (msg) => console.warn(`[config] ${msg}`));
-  yieldToGateways(config);
-  const broker = createBroker(config);
-  let stopping = false;
+/** The default start: the best layout for one machine, as child processes of this one. */
+async function supervise(config: Config): Promise<void> {
+  const supervisor = new Supervisor(config, __filename);
   const stop = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    broker.logger.info(`${signal} received, stopping gracefully`);
-    await broker.stop().catch((err) => broker.logger.error('Stop failed', err));
+    await supervisor.stop(`${signal} received`);
     process.exit(0);
   };
   process.once('SIGTERM', () => void stop('SIGTERM'));
   process.once('SIGINT', () => void stop('SIGINT'));
+  try {
+    await supervisor.start();
+  } catch (err) {
+    await supervisor.stop('start failed');
+    throw err;
+  }
+}
+
+/** One node running the services SERVICES names. */
+async function run(config: Config): Promise<void> {
+  yieldToGateways(config);
+  // Loaded here, not at the top: a supervisor runs no service and stays small.
+  const { createBroker } = await import('./broker');
+  const broker = createBroker(config);
+  let stopping = false;
+  const stop = async (reason: string) => {
+    if (stopping) return;
+    stopping = true;
+    broker.logger.info(`${reason}, stopping gracefully`);
+    await broker.stop().catch((err) => broker.logger.error('Stop failed', err));
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void stop('SIGTERM received'));
+  process.once('SIGINT', () => void stop('SIGINT received'));
+  // Started by a supervisor: its IPC channel closes when it is gone, however it died; no orphans.
+  if (process.send) process.once('disconnect', () => void stop('supervisor gone'));
   await broker.start();
+  process.send?.(READY);
+}
+
+async function main(): Promise<void> {
+  const config = loadConfig(process.env, (msg) => console.warn(`[config] ${msg}`));
+  await (config.supervisor ? supervise(config) : run(config));
 }
 
 main().catch((err: unknown) => {

@@ -78,6 +78,23 @@ function allStats(): Stat[] {
   return stats;
 }
 
+/** The live child processes of `pid`. */
+export function childrenOf(pid: number): number[] {
+  return allStats()
+    .filter((s) => s.ppid === pid)
+    .map((s) => s.pid);
+}
+
+/** The SERVICES a service process was started with ('' when unknown). */
+export function serviceList(pid: number): string {
+  try {
+    const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+    return environ.find((e) => e.startsWith('SERVICES='))?.slice('SERVICES='.length) ?? '';
+  } catch {
+    return '';
+  }
+}
+
 /** Machine-wide busy and total CPU seconds since boot (all cores). */
 function machineCpu(): { busy: number; irq: number } {
   try {

@@ -4,6 +4,7 @@ import { Progress } from './progress';
 import { contendedPhases, type BenchReport } from './report';
 import { Results } from './results';
 import {
+  defaultStartScenario,
   drainScenario,
   echoScenario,
   finalInvariants,
@@ -23,6 +24,8 @@ export const FIGURE_ORDER: readonly string[] = [
   'echo-get',
   'floor',
   'submit',
+  'default',
+  'cpu',
   'storm',
   'poll',
   'drain',
@@ -65,11 +68,11 @@ export async function runBench(opts: BenchOptions, command = 'npm run bench'): P
       `namespace ${bench.namespace}, database ${new URL(bench.config.databaseUrl).pathname.slice(1)}; ` +
         `${opts.gateways} gateway(s) + ${opts.workers} worker(s)${opts.fromSource ? ' (from source)' : ''}`,
     );
-    if (wants('echo') || wants('floor') || wants('submit') || wants('storm') || wants('poll'))
+    if (['echo', 'floor', 'submit', 'default', 'storm', 'poll'].some((s) => wants(s as Scenario)))
       await echoScenario(bench, results);
     // Before the service starts: the floor has the machine to itself, like the echo.
     if (wants('floor')) await floorScenario(bench, results);
-    if (['submit', 'storm', 'poll', 'drain', 'flash'].some((s) => wants(s as Scenario))) {
+    if (['submit', 'default', 'storm', 'poll', 'drain', 'flash'].some((s) => wants(s as Scenario))) {
       progress.line('starting the service (migrations, seeding users)…');
       await bench.startService();
       progress.line(`service up: ${bench.children.map((c) => `${c.name} pid ${c.pid}`).join(', ')}`);
@@ -84,6 +87,8 @@ export async function runBench(opts: BenchOptions, command = 'npm run bench'): P
       if (wants('drain')) await drainScenario(bench, results);
       if (wants('flash')) await flashScenario(bench, results);
       if (wants('storm')) await stormScenario(bench, results);
+      // Last: it replaces the bench's layout with the default start's.
+      if (wants('default')) await defaultStartScenario(bench, results);
       await finalInvariants(bench, results);
     }
   } catch (err) {
@@ -105,7 +110,7 @@ export async function runBench(opts: BenchOptions, command = 'npm run bench'): P
     const value = during ?? proc.peakMb;
     results.figure({
       id: `rss-${proc.label}`,
-      figure: `peak RSS ${proc.label}${flash ? ' (flash crowd)' : ' (whole run)'}`,
+      figure: `peak RSS ${proc.label}${during !== null ? ' (flash crowd)' : ' (whole run)'}`,
       value,
       unit: 'MB',
       baseline: null,

@@ -7,7 +7,7 @@ import { issueVerifyHash } from '../../lib/sale/verify-hash';
 import { createRedis } from '../../lib/store/redis';
 import { cleanupNamespace, isolatedEnv } from '../../test/helpers/app';
 import { HttpClient } from './client';
-import { Monitor } from './monitor';
+import { childrenOf, Monitor, serviceList } from './monitor';
 import type { BenchOptions } from './options';
 import {
   Child,
@@ -111,6 +111,8 @@ export class Bench {
   readonly monitor = new Monitor();
   readonly gateways: Child[] = [];
   readonly workers: Child[] = [];
+  /** Service processes stopped before the run ended (the best layout, once the default start runs). */
+  readonly retired: Child[] = [];
   echo?: Child;
   floor?: Child;
   db?: pg.Client;
@@ -140,7 +142,9 @@ export class Bench {
   }
 
   get children(): Child[] {
-    return [this.echo, this.floor, ...this.gateways, ...this.workers].filter((c) => c !== undefined);
+    return [this.echo, this.floor, ...this.retired, ...this.gateways, ...this.workers].filter(
+      (c) => c !== undefined,
+    );
   }
 
   hash(userId: number, date: string): string {
@@ -216,6 +220,43 @@ export class Bench {
     this.dates = list.body.data.map((d) => d.date).sort();
     if (this.dates.length < SALE_DAYS)
       throw new Error(`expected ${SALE_DAYS} sale days, got ${this.dates.length}`);
+  }
+
+  /**
+   * Replaces the running layout with exactly what `npm start` runs: the production entry without
+   * SERVICES (the supervisor, lib/supervisor.ts), its V8 flags on the command line as the npm script
+   * gives them. Its children are watched like the other service processes.
+   */
+  async startDefault(): Promise<Child> {
+    const running = [...this.gateways, ...this.workers];
+    await Promise.all(running.map((c) => c.stop()));
+    this.retired.push(...running);
+    this.gateways.length = 0;
+    this.workers.length = 0;
+    const port = await freePort();
+    const flags = this.opts.nodeOptions.split(/\s+/).filter(Boolean);
+    const supervisor = new Child(
+      'npm-start',
+      'gateway',
+      port,
+      [...flags, ...entryArgs(SERVICE_ENTRY, this.opts.fromSource)],
+      {
+        ...this.env,
+        PORT: String(port),
+        ...(this.opts.workerNice !== null ? { WORKER_NICE: String(this.opts.workerNice) } : {}),
+      },
+    );
+    this.gateways.push(supervisor);
+    if (supervisor.pid) this.monitor.watch({ label: 'npm-start', pid: supervisor.pid, service: false });
+    await this.waitReady(supervisor);
+    const children = childrenOf(supervisor.pid!);
+    let worker = 0;
+    for (const pid of children) {
+      const role = serviceList(pid).includes('api') ? 'gateway' : `worker-${++worker}`;
+      this.monitor.watch({ label: `npm-start ${role}`, pid, service: true });
+    }
+    await this.waitWorkers(worker);
+    return supervisor;
   }
 
   /** A gateway is ready when its tickets and purchase services answer. */

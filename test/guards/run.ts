@@ -46,6 +46,7 @@ function runJest(dir: string, tests: string[]): Outcome {
     [
       join(ROOT, 'node_modules/jest/bin/jest.js'),
       '--runInBand',
+      '--forceExit',
       '--ci',
       '--json',
       `--outputFile=${out}`,

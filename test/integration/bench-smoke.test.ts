@@ -22,7 +22,7 @@ describe('bench --smoke', () => {
     const opts = parseOptions(['--smoke', '--from-source', '--no-progress']);
     if (!opts) throw new Error('no options');
     report = await runBench(opts, 'jest bench-smoke');
-  }, 90_000);
+  }, 180_000);
 
   it('runs every scenario and every invariant holds', () => {
     const failed = report.checks.filter((c) => !c.ok);
@@ -30,7 +30,7 @@ describe('bench --smoke', () => {
     expect(failed).toEqual([]);
     expect(report.invariantsOk).toBe(true);
     expect(new Set(report.checks.map((c) => c.scenario))).toEqual(
-      new Set(['echo', 'floor', 'submit', 'storm', 'poll', 'drain', 'flash', 'all']),
+      new Set(['echo', 'floor', 'submit', 'default', 'storm', 'poll', 'drain', 'flash', 'all']),
     );
   });
 
@@ -38,8 +38,12 @@ describe('bench --smoke', () => {
     const ids = report.figures.map((f) => f.id);
     expect(ids).toEqual(expect.arrayContaining([...FIGURE_ORDER]));
     expect(ids.some((id) => id.startsWith('rss-'))).toBe(true);
+    // The default start ran as `npm start` does: a supervisor and its gateway and two workers.
+    expect(ids).toEqual(
+      expect.arrayContaining(['rss-npm-start gateway', 'rss-npm-start worker-1', 'rss-npm-start worker-2']),
+    );
     expect(report.figures.every((f) => f.pass === null)).toBe(true);
-    for (const id of ['echo-post', 'floor', 'submit', 'storm', 'poll']) {
+    for (const id of ['echo-post', 'floor', 'submit', 'default', 'storm', 'poll']) {
       expect(report.figures.find((f) => f.id === id)?.value).toEqual(expect.any(Number));
     }
   });

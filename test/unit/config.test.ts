@@ -49,6 +49,16 @@ describe('loadConfig', () => {
     expect(config.poll.minMs).toBeLessThanOrEqual(config.poll.maxMs);
     expect(config.http.bodyLimit).toBe('16kb');
     expect(config.worker.nice).toBe(10);
+    expect(config.supervisor).toEqual({ workers: 2 });
+  });
+
+  it('supervises the default layout only when SERVICES is not set and WORKER_PROCESSES > 0', () => {
+    expect(loadConfig(base({ WORKER_PROCESSES: '3' })).supervisor).toEqual({ workers: 3 });
+    expect(loadConfig(base({ SERVICES: '' })).supervisor).toEqual({ workers: 2 });
+    // A deployment's node names its services, all of them included: it runs them itself.
+    expect(loadConfig(base({ SERVICES: 'all' })).supervisor).toBeNull();
+    expect(loadConfig(base({ SERVICES: 'purchase-worker' })).supervisor).toBeNull();
+    expect(loadConfig(base({ WORKER_PROCESSES: '0' })).supervisor).toBeNull();
   });
 
   it('treats empty strings as unset', () => {
@@ -122,6 +132,8 @@ describe('loadConfig', () => {
     ['QUEUE_STORAGE', { QUEUE_STORAGE: 'disk' }],
     ['WORKER_NICE', { WORKER_NICE: '20' }],
     ['WORKER_NICE', { WORKER_NICE: '-5' }],
+    ['WORKER_PROCESSES', { WORKER_PROCESSES: '17' }],
+    ['WORKER_PROCESSES', { WORKER_PROCESSES: 'two' }],
     ['ALERT_WEBHOOK_URL', { ALERT_WEBHOOK_URL: 'not a url' }],
     ['AUTH_MODE', { AUTH_MODE: 'oauth' }],
     ['AUTH_JWT_SECRET', { NODE_ENV: 'production' }], // jwt by default there, and no key given

@@ -4,6 +4,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import * as acorn from 'acorn';
+import * as esbuild from 'esbuild';
 import * as ts from 'typescript';
 
 const K6_DIR = path.resolve(__dirname, '../../loadtest/k6');
@@ -295,4 +297,47 @@ describe('k6 load-test scripts (loadtest/k6)', () => {
       for (const specifier of imports) expect(specifier).toMatch(/^(k6(\/[a-z/-]+)?|\.\/lib\.ts)$/);
     });
   });
+});
+
+describe('the README bundling recipe for k6 before 0.57 (loadtest/k6/README.md)', () => {
+  const readme = fs.readFileSync(path.join(K6_DIR, 'README.md'), 'utf8');
+  const recipe = /npx esbuild (\S+) ([^\n]+?) \\\n\s+([^\n]+)/.exec(readme);
+  const flags = recipe ? `${recipe[2]} ${recipe[3]}`.split(/\s+/).map((f) => f.replace(/^'|'$/g, '')) : [];
+  const flag = (name: string) => flags.filter((f) => f.startsWith(`--${name}`)).map((f) => f.split('=')[1]);
+  /** Old k6 runs its Babel stage over the script: ES2015 is what it accepts whole. */
+  const es2015 = (code: string) => acorn.parse(code, { ecmaVersion: 2015, sourceType: 'module' });
+
+  it('is the documented esbuild command, targeting ES2015', () => {
+    expect(recipe).not.toBeNull();
+    expect(flags).toEqual(
+      expect.arrayContaining(['--bundle', '--format=esm', '--external:k6', '--external:k6/*']),
+    );
+    expect(flag('target')).toEqual(['es2015']);
+  });
+
+  it('the ES2015 check rejects the syntax old k6 stumbled on', () => {
+    expect(() => es2015('export const a = globalThis.x ?? 1;')).toThrow();
+    expect(() => es2015('export const a = globalThis.x?.y;')).toThrow();
+    expect(() => es2015('export const a = { ...globalThis };')).toThrow();
+    expect(() => es2015('export const a = (x) => x + 1;')).not.toThrow();
+  });
+
+  it.each(SCENARIOS.map((s) => s.file))(
+    'bundles %s into ES2015 that leaves k6 modules external',
+    async (file) => {
+      const out = await esbuild.build({
+        entryPoints: [path.join(K6_DIR, file)],
+        bundle: true,
+        format: 'esm',
+        target: flag('target')[0],
+        external: ['k6', 'k6/*'],
+        write: false,
+        logLevel: 'silent',
+      });
+      const code = out.outputFiles[0].text;
+      expect(() => es2015(code)).not.toThrow();
+      expect(code).toMatch(/from "k6\/http"/);
+      expect(code).not.toMatch(/\.\/lib\.ts/);
+    },
+  );
 });
