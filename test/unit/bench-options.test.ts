@@ -153,14 +153,14 @@ describe('bench options, exactly', () => {
     expect(usageError('--gateways', '17')).toBe('at most 16 gateways and 16 workers');
     expect(usageError('--workers', '17')).toBe('at most 16 gateways and 16 workers');
     expect(usageError('--only', 'nope')).toBe(
-      `--only takes a list of: echo, floor, submit, storm, poll, drain, flash (got "nope")`,
+      `--only takes a list of: echo, floor, submit, default, storm, poll, drain, flash (got "nope")`,
     );
     expect(usageError('stray')).toMatch(/stray/);
   });
 
   it('documents every option and scenario in the usage text', () => {
     expect(USAGE.startsWith('Usage: npm run bench -- [options]\n')).toBe(true);
-    expect(USAGE).toContain('comma-separated subset of: echo, floor, submit, storm, poll, drain, flash\n');
+    expect(USAGE).toContain('comma-separated subset of: echo, floor, submit, default, storm, poll, drain, flash\n');
     for (const flag of [
       '--duration',
       '--warmup',
