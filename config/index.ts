@@ -38,6 +38,8 @@ export interface Config {
     delayMs: number;
     duplicateWindowMs: number;
     maxAckPending: number;
+    /** How long a submit retries its publish through a leader election or reconnection (0 = no retry). */
+    publishRetryMs: number;
   };
   worker: {
     concurrency: number;
@@ -136,6 +138,7 @@ const schema = {
   QUEUE_DELAY_MS: ['2000', int(0)],
   QUEUE_DUPLICATE_WINDOW_MS: ['120000', int(1000)],
   QUEUE_MAX_ACK_PENDING: ['20000', int(1, 1_000_000)],
+  QUEUE_PUBLISH_RETRY_MS: ['10000', int(0, 60_000)],
   WORKER_CONCURRENCY: ['2000', int(1, 100_000)],
   WORKER_RETRY_ATTEMPTS: ['3', int(0, 100)],
   WORKER_RETRY_BASE_MS: ['100', int(1)],
@@ -292,6 +295,7 @@ export function loadConfig(env: Env = process.env, warn: (msg: string) => void =
       delayMs: v('QUEUE_DELAY_MS'),
       duplicateWindowMs: v('QUEUE_DUPLICATE_WINDOW_MS'),
       maxAckPending: v('QUEUE_MAX_ACK_PENDING'),
+      publishRetryMs: v('QUEUE_PUBLISH_RETRY_MS'),
     },
     worker: {
       concurrency: v('WORKER_CONCURRENCY'),
