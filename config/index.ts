@@ -11,6 +11,8 @@ export interface Config {
   host: string;
   databaseUrl: string;
   redisUrl: string;
+  /** Sentinels to ask for the current Redis primary (REDIS_SENTINELS); null = `redisUrl` directly. */
+  redisSentinels: RedisSentinels | null;
   natsUrl: string;
   namespace: string;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
@@ -69,6 +71,12 @@ export interface Config {
   monitor: { intervalMs: number };
 }
 
+export interface RedisSentinels {
+  /** The primary's name as the sentinels monitor it (REDIS_SENTINEL_NAME). */
+  name: string;
+  hosts: { host: string; port: number }[];
+}
+
 export class ConfigError extends Error {
   constructor(
     readonly variable: string,
@@ -110,6 +118,8 @@ const schema = {
   HOST: ['0.0.0.0', { type: 'string', min: 1 }],
   DATABASE_URL: ['postgres://postgres@127.0.0.1:5432/miaosha', url(['postgres:', 'postgresql:'])],
   REDIS_URL: ['redis://127.0.0.1:6379', url(['redis:', 'rediss:'])],
+  REDIS_SENTINELS: ['', { type: 'string', pattern: /^$|^[^\s,:]+:\d{1,5}(,[^\s,:]+:\d{1,5})*$/ }],
+  REDIS_SENTINEL_NAME: ['mymaster', { type: 'string', pattern: /^[A-Za-z0-9._-]{1,64}$/ }],
   NATS_URL: ['nats://127.0.0.1:4222', { type: 'string', min: 1 }],
   NAMESPACE: ['miaosha', { type: 'string', pattern: /^[a-zA-Z][a-zA-Z0-9_-]{0,39}$/ }],
   LOG_LEVEL: ['info', { type: 'enum', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] }],
@@ -180,6 +190,18 @@ function checkTimeZone(tz: string): void {
   } catch {
     throw new ConfigError('SALE_TZ', `unknown time zone "${tz}"`);
   }
+}
+
+function parseSentinels(list: string, name: string): RedisSentinels | null {
+  if (!list) return null;
+  const hosts = list.split(',').map((entry) => {
+    const at = entry.lastIndexOf(':');
+    const port = Number(entry.slice(at + 1));
+    if (port < 1 || port > 65535)
+      throw new ConfigError('REDIS_SENTINELS', `port of "${entry}" is out of range`);
+    return { host: entry.slice(0, at), port };
+  });
+  return { name, hosts };
 }
 
 function parseServices(list: string): ServiceName[] {
@@ -264,6 +286,7 @@ export function loadConfig(env: Env = process.env, warn: (msg: string) => void =
     host: v('HOST'),
     databaseUrl: v('DATABASE_URL'),
     redisUrl: v('REDIS_URL'),
+    redisSentinels: parseSentinels(v('REDIS_SENTINELS'), v('REDIS_SENTINEL_NAME')),
     natsUrl: v('NATS_URL'),
     namespace: v('NAMESPACE'),
     logLevel: v('LOG_LEVEL'),

@@ -7,7 +7,7 @@ import { runtimeOf, type Runtime } from '../lib/runtime';
 import { checkSaleTime, saleDates } from '../lib/sale/calendar';
 import { issueVerifyHash } from '../lib/sale/verify-hash';
 import { keys } from '../lib/store/keys';
-import { reconcileCache } from '../lib/tickets/cache';
+import { distrustMovedCache, reconcileCache } from '../lib/tickets/cache';
 import { restockDay } from '../lib/tickets/stock';
 import { findDay, listSaleDays, rollDays, setStock, toView } from '../lib/tickets/days';
 import { cancelOrder, ordersOfUser, purchaseV1, stats } from '../lib/tickets/orders';
@@ -29,6 +29,7 @@ interface Vars {
 interface Methods {
   roll(): Promise<{ created: string[]; stopped: string[] }>;
   rebuildIfLost(): Promise<void>;
+  checkCache(): void;
   warmUp(): Promise<void>;
   stockChanged(date: string): void;
   setPaused(ctx: Context, paused: boolean): Promise<{ paused: boolean }>;
@@ -183,10 +184,15 @@ const ticketsService: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
       return { created, stopped };
     },
 
-    /** Redis lost its data (flushed or restarted empty): rebuild before admitting anything. */
+    /**
+     * Redis lost its data (flushed or restarted empty) or is another server than the one the cache
+     * was built on (a Sentinel failover): rebuild before admitting anything.
+     */
     async rebuildIfLost() {
       if (this.rebuilding) return;
       const { redis } = this.rt;
+      if (await distrustMovedCache(redis))
+        this.logger.warn('Redis is another server now: rebuilding its cache');
       if ((await redis.exists(keys.ready)) === 1) return;
       const lock = await redis.set(keys.rebuildLock, process.pid, 'PX', 30_000, 'NX');
       if (lock !== 'OK') return;
@@ -217,6 +223,10 @@ const ticketsService: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
       if (cold.length) await reconcileCache(this.rt, cold);
     },
 
+    checkCache() {
+      this.rebuildIfLost().catch((err) => this.logger.warn('Cache check failed', err.message));
+    },
+
     stockChanged(date: string) {
       void this.broker.broadcast('tickets.stockChanged', { date });
     },
@@ -241,14 +251,15 @@ const ticketsService: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
       setInterval(() => {
         this.roll().catch((err) => this.logger.error('Daily roll failed', err));
       }, config.sale.rollIntervalMs),
-      setInterval(() => {
-        this.rebuildIfLost().catch((err) => this.logger.warn('Cache check failed', err.message));
-      }, 500),
+      setInterval(() => this.checkCache(), 500),
     );
+    // A (re)connection may be to a promoted replica: check at once rather than at the next tick.
+    this.rt.redis.on('ready', this.checkCache);
   },
 
   async stopped() {
     for (const timer of this.timers) clearInterval(timer);
+    this.rt.redis.off('ready', this.checkCache);
     await this.rebuilding?.catch(() => undefined);
   },
 };

@@ -4,6 +4,8 @@
  */
 export const keys = {
   ready: 'ready',
+  /** The run id of the Redis server the cache was last rebuilt on (see lib/tickets/cache.ts). */
+  generation: 'generation',
   paused: 'paused',
   rebuildLock: 'rebuild-lock',
   stock: (date: string) => `day:${date}:stock`,

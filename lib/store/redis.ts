@@ -1,4 +1,5 @@
 import Redis, { type RedisOptions, type Result } from 'ioredis';
+import type { Config } from '../../config';
 import { ADMIT, ADOPT, RECORD, RESTOCK, SETTLE } from './scripts';
 
 declare module 'ioredis' {
@@ -11,12 +12,18 @@ declare module 'ioredis' {
   }
 }
 
+export type RedisTarget = Pick<Config, 'redisUrl' | 'redisSentinels'>;
+
 /**
  * One client per process and namespace. Auto-pipelining batches the many concurrent commands of a
- * crowd into few writes; scripts run by EVALSHA after their first load.
+ * crowd into few writes; scripts run by EVALSHA after their first load. With sentinels, the client
+ * asks them for the current primary (the URL still gives the password and database) and reconnects
+ * as soon as they announce a failover (`+switch-master`).
  */
-export function createRedis(url: string, namespace: string, extra: RedisOptions = {}): Redis {
-  const redis = new Redis(url, {
+export function createRedis(target: RedisTarget, namespace: string, extra: RedisOptions = {}): Redis {
+  const sentinels = target.redisSentinels;
+  const redis = new Redis(target.redisUrl, {
+    ...(sentinels && { sentinels: sentinels.hosts, name: sentinels.name, failoverDetector: true }),
     keyPrefix: `${namespace}:`,
     enableAutoPipelining: true,
     maxRetriesPerRequest: 2,

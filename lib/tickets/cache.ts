@@ -1,3 +1,4 @@
+import type Redis from 'ioredis';
 import type { Runtime } from '../runtime';
 import { fromOrder, toFields } from '../purchase/results';
 import { keys } from '../store/keys';
@@ -27,6 +28,9 @@ export interface RepairReport {
  */
 export async function reconcileCache(rt: Runtime, dates: readonly string[]): Promise<RepairReport> {
   const { db, redis } = rt;
+  // Read first: if the server changes during the rebuild, the marker names the old one and the
+  // watchdog rebuilds again on the new one.
+  const runId = await serverRunId(redis);
   const wasReady = (await redis.exists(keys.ready)) === 1;
   const days = await findDays(db, dates);
   const report: RepairReport = { rebuilt: !wasReady, days: [], differences: 0 };
@@ -77,6 +81,33 @@ export async function reconcileCache(rt: Runtime, dates: readonly string[]): Pro
       repair.resultsRestored +
       (repair.stock.cached === stock ? 0 : 1);
   }
-  await redis.set(keys.ready, new Date().toISOString());
+  await redis.multi().set(keys.generation, runId).set(keys.ready, new Date().toISOString()).exec();
   return report;
+}
+
+/** The run id of the Redis server this client is connected to: new on every restart or promotion. */
+export async function serverRunId(redis: Redis): Promise<string> {
+  const info = await redis.info('server');
+  const runId = /^run_id:(\w+)/m.exec(info)?.[1];
+  if (!runId) throw new Error('Redis INFO did not report a run_id');
+  return runId;
+}
+
+// KEYS: ready, generation; ARGV: the current server's run id. Compare and delete in one step, so a
+// rebuild finished by another node in the meantime is not undone.
+const DISTRUST = `
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`;
+
+/**
+ * A cache built on another Redis server is not trusted: after a Sentinel failover the promoted
+ * replica holds the old primary's data minus the writes it had not received yet (stock, claims,
+ * reservations, results), and a restart may load an old snapshot. Replication copies the
+ * generation marker too, so it still names the server the cache was built on; when that is not the
+ * server answering now, `ready` goes, admissions answer 5030 (not ready), and the rebuild from the
+ * database starts as after a flush. Returns whether the cache was distrusted.
+ */
+export async function distrustMovedCache(redis: Redis): Promise<boolean> {
+  const runId = await serverRunId(redis);
+  return (await redis.eval(DISTRUST, 2, keys.ready, keys.generation, runId)) === 1;
 }

@@ -2,7 +2,7 @@ import { QueryTypes } from 'sequelize';
 import type { ResultRecord } from '../../lib/purchase/results';
 import { deleteNamespace } from '../../lib/store/redis';
 import { keys } from '../../lib/store/keys';
-import type { RepairReport } from '../../lib/tickets/cache';
+import { serverRunId, type RepairReport } from '../../lib/tickets/cache';
 import { eventually, startApp, type TestApp } from '../helpers/app';
 import { dayStock, resultOf, submit, terminal } from '../helpers/purchase';
 
@@ -184,5 +184,23 @@ describe('V2 after the cache loses its state', () => {
 
     const again = await app.post<RepairReport>('/api/admin/reconcile', {}, app.admin);
     expect(again.body.data.differences).toBe(0);
+  });
+
+  it('distrusts a cache built on another Redis server (a promoted replica) and rebuilds it', async () => {
+    const runId = await serverRunId(app.rt.redis);
+    expect(await app.rt.redis.get(keys.generation)).toBe(runId);
+    // What a replica promoted by Sentinel holds: the old primary's marker and a stale copy.
+    const victim = firstSale.get(7)!;
+    await app.rt.redis
+      .multi()
+      .set(keys.generation, 'run-id-of-the-old-primary')
+      .set(keys.stock(date), 9999)
+      .hdel(keys.claims(date), '7')
+      .exec();
+    await eventually(async () => ((await app.rt.redis.get(keys.generation)) === runId ? true : undefined));
+    expect(await app.rt.redis.exists(keys.ready)).toBe(1);
+    expect(await app.rt.redis.get(keys.stock(date))).toBe('0');
+    expect(await app.rt.redis.hget(keys.claims(date), '7')).toBe(victim.messageId);
+    await expectConsistent(app, date);
   });
 });

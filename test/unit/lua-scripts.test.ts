@@ -69,7 +69,7 @@ describe('Lua scripts', () => {
   };
 
   beforeAll(() => {
-    redis = createRedis(REDIS_URL, namespace);
+    redis = createRedis({ redisUrl: REDIS_URL, redisSentinels: null }, namespace);
   });
   beforeEach(async () => {
     await deleteNamespace(redis, namespace);
