@@ -7,7 +7,7 @@ import { runtimeOf, type Runtime } from '../lib/runtime';
 import { checkSaleTime, saleDates } from '../lib/sale/calendar';
 import { issueVerifyHash } from '../lib/sale/verify-hash';
 import { keys } from '../lib/store/keys';
-import { distrustMovedCache, reconcileCache } from '../lib/tickets/cache';
+import { distrustMovedCache, rebuildCache, reconcileCache } from '../lib/tickets/cache';
 import { restockDay } from '../lib/tickets/stock';
 import { findDay, listSaleDays, rollDays, setStock, toView } from '../lib/tickets/days';
 import { cancelOrder, ordersOfUser, purchaseV1, stats } from '../lib/tickets/orders';
@@ -196,7 +196,7 @@ const ticketsService: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
       if ((await redis.exists(keys.ready)) === 1) return;
       const lock = await redis.set(keys.rebuildLock, process.pid, 'PX', 30_000, 'NX');
       if (lock !== 'OK') return;
-      this.rebuilding = reconcileCache(this.rt, saleDates(this.rt.calendar))
+      this.rebuilding = rebuildCache(this.rt, saleDates(this.rt.calendar))
         .then((report) => {
           this.logger.warn('Redis had lost its state: rebuilt from the database', report);
           for (const day of report.days) this.stockChanged(day.date);

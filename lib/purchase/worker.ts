@@ -48,6 +48,16 @@ interface Delivery {
   writes: Promise<unknown>[];
 }
 
+/**
+ * Adds a write to those the delivery awaits at its end. Marked handled now: one that fails before
+ * then (Redis away during a failover) must not end the process as an unhandled rejection; the
+ * delivery still sees the failure and leaves the message unacknowledged, so it is redelivered.
+ */
+function awaitLater(delivery: Delivery, write: Promise<unknown>): void {
+  write.catch(() => undefined);
+  delivery.writes.push(write);
+}
+
 export interface WorkerHooks {
   /** Batches of result transitions, to publish so waiting clients wake up. */
   publish(records: ResultRecord[]): void;
@@ -222,7 +232,8 @@ export class PurchaseWorker {
     // Acks and naks wait for the result writes before them, so a client never sees an older status;
     // those of one turn go out together (one socket write).
     const after = (d: Delivery, step: () => void) =>
-      d.writes.push(
+      awaitLater(
+        d,
         Promise.all(d.writes).then(
           () => new Promise<void>((done, fail) => this.replies.add({ step, done, fail })),
         ),
@@ -239,8 +250,10 @@ export class PurchaseWorker {
           after(d, () => d.msg.nak(delayMs));
         },
         deadLetter: ({ self }, { errorMessage }: { errorMessage: string }) => {
-          const { msg, message, writes } = of(self);
-          writes.push(
+          const d = of(self);
+          const { msg, message } = d;
+          awaitLater(
+            d,
             this.queue
               .deadLetter(message, errorMessage, msg.info.deliveryCount, msg.seq)
               .then(() => settle(this.redis, message, message.messageId, true, 'drop'))
@@ -259,7 +272,8 @@ export class PurchaseWorker {
   }
 
   /** Writes a transition to the result hash (never stepping back) and queues it for publishing. */
-  private report({ msg, message, writes }: Delivery, r: StatusReport): void {
+  private report(delivery: Delivery, r: StatusReport): void {
+    const { msg, message } = delivery;
     const now = new Date().toISOString();
     const record: ResultRecord = {
       messageId: message.messageId,
@@ -277,7 +291,7 @@ export class PurchaseWorker {
     // A waiting status changes three fields of the record admission wrote; a final one writes it whole.
     const terminal = isTerminal(r.status);
     const fields = toFields(terminal ? record : { status: r.status, attempts: r.attempts, updatedAt: now });
-    writes.push(this.recorder.record(message.messageId, r.status, fields));
+    awaitLater(delivery, this.recorder.record(message.messageId, r.status, fields));
     this.transitions$.next(record);
     if (terminal) {
       this.hooks.finished?.(record, Date.now() - Date.parse(message.queuedAt));

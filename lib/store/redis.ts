@@ -41,11 +41,12 @@ export function createRedis(target: RedisTarget, namespace: string, extra: Redis
 }
 
 /**
- * Deletes every key of a namespace (tests, benchmarks). The keys go in one transaction, as with a
- * FLUSHALL or a restart: a node watching the `ready` key must not rebuild while half of the
- * namespace is still being deleted (its rebuilt keys would be deleted behind it).
+ * Deletes every key of a namespace but `keep` (names relative to the namespace). The keys go in one
+ * transaction, as with a FLUSHALL or a restart: a node watching the `ready` key must not rebuild
+ * while half of the namespace is still being deleted (its rebuilt keys would be deleted behind it).
  */
-export async function deleteNamespace(redis: Redis, namespace: string): Promise<void> {
+export async function deleteNamespace(redis: Redis, namespace: string, keep: string[] = []): Promise<void> {
+  const kept = new Set(keep.map((key) => `${namespace}:${key}`));
   const raw = redis.duplicate({ keyPrefix: '' });
   try {
     const found = new Set<string>();
@@ -53,7 +54,7 @@ export async function deleteNamespace(redis: Redis, namespace: string): Promise<
     do {
       const [next, batch] = await raw.scan(cursor, 'MATCH', `${namespace}:*`, 'COUNT', 1000);
       cursor = next;
-      for (const key of batch) found.add(key);
+      for (const key of batch) if (!kept.has(key)) found.add(key);
     } while (cursor !== '0');
     const all = [...found];
     if (all.length === 0) return;

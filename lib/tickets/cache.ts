@@ -2,6 +2,7 @@ import type Redis from 'ioredis';
 import type { Runtime } from '../runtime';
 import { fromOrder, toFields } from '../purchase/results';
 import { keys } from '../store/keys';
+import { deleteNamespace } from '../store/redis';
 import { findDays } from './days';
 import { validOrdersOfDay } from './orders';
 import { restockDay } from './stock';
@@ -96,7 +97,7 @@ export async function serverRunId(redis: Redis): Promise<string> {
 // KEYS: ready, generation; ARGV: the current server's run id. Compare and delete in one step, so a
 // rebuild finished by another node in the meantime is not undone.
 const DISTRUST = `
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return redis.call('DEL', KEYS[1]) end
+if redis.call('GET', KEYS[1]) and redis.call('GET', KEYS[2]) ~= ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
 
 /**
@@ -104,10 +105,29 @@ return 0`;
  * replica holds the old primary's data minus the writes it had not received yet (stock, claims,
  * reservations, results), and a restart may load an old snapshot. Replication copies the
  * generation marker too, so it still names the server the cache was built on; when that is not the
- * server answering now, `ready` goes, admissions answer 5030 (not ready), and the rebuild from the
- * database starts as after a flush. Returns whether the cache was distrusted.
+ * server answering now, `ready` goes at once (admissions answer 5030, not ready) and the rebuild
+ * (`rebuildCache`) starts. Returns whether the cache was distrusted now.
  */
 export async function distrustMovedCache(redis: Redis): Promise<boolean> {
   const runId = await serverRunId(redis);
   return (await redis.eval(DISTRUST, 2, keys.ready, keys.generation, runId)) === 1;
+}
+
+/**
+ * What a rebuild leaves of a cache built on another server: the pause (an operator's decision) and
+ * the lock of the rebuild itself. Everything else may be stale in ways the database cannot tell
+ * (a reservation whose release was lost holds a ticket forever), so it goes as in a flush.
+ */
+const KEPT_WHEN_MOVED = [keys.paused, keys.rebuildLock];
+
+/**
+ * The rebuild after a cache loss (run under the rebuild lock): a cache built on another server is
+ * dropped first, then everything is rebuilt from the database as after a flush.
+ */
+export async function rebuildCache(rt: Runtime, dates: readonly string[]): Promise<RepairReport> {
+  const runId = await serverRunId(rt.redis);
+  if ((await rt.redis.get(keys.generation)) !== runId) {
+    await deleteNamespace(rt.redis, rt.config.namespace, KEPT_WHEN_MOVED);
+  }
+  return reconcileCache(rt, dates);
 }

@@ -6,6 +6,7 @@ import path from 'node:path';
 import Redis from 'ioredis';
 import { connect, type JetStreamManager, type NatsConnection, type StreamInfo } from 'nats';
 import { freePort, waitFor } from './processes';
+import { TcpProxy } from './tcp-proxy';
 
 /**
  * Clusters of real servers for the scale-out tests (SPEC §8): nats-server ×3 with JetStream in
@@ -217,7 +218,13 @@ export class NatsCluster {
 
 const SENTINEL_NAME = 'mymaster';
 
-/** redis-server primary + replica, watched by three sentinels (quorum 2, failover after 1 s down). */
+/**
+ * redis-server primary + replica, watched by three sentinels (quorum 2, failover after 1 s down).
+ * The replica replicates through a proxy the test owns (`link`): cutting it makes the replica miss
+ * the primary's next writes, so a failover promotes a replica that lost recent writes. (A sentinel
+ * would point a replica with an unexpected master address back at the primary, but only after the
+ * failover timeout, 60 s here: longer than a test.)
+ */
 export class RedisSentinelSet {
   readonly name = SENTINEL_NAME;
 
@@ -225,6 +232,7 @@ export class RedisSentinelSet {
     readonly primary: ServerProcess,
     readonly replica: ServerProcess,
     readonly sentinels: ServerProcess[],
+    readonly link: TcpProxy,
     private readonly folder: { dir: string; remove(): void },
   ) {}
 
@@ -233,6 +241,7 @@ export class RedisSentinelSet {
     const [primaryPort, replicaPort, ...sentinelPorts] = await Promise.all(
       Array.from({ length: 5 }, freePort),
     );
+    const link = await TcpProxy.start(primaryPort);
     const redis = (name: string, port: number, extra: string[] = []) => {
       const dir = path.join(folder.dir, name);
       mkdirSync(dir);
@@ -251,7 +260,7 @@ export class RedisSentinelSet {
       return new ServerProcess(`redis ${name}`, port, 'redis-server', [...args, ...extra]);
     };
     const primary = redis('primary', primaryPort);
-    const replica = redis('replica', replicaPort, ['--replicaof', '127.0.0.1', String(primaryPort)]);
+    const replica = redis('replica', replicaPort, ['--replicaof', '127.0.0.1', String(link.port)]);
     // A sentinel rewrites its configuration file (what it learned), so each has its own.
     const sentinels = sentinelPorts.map((port, i) => {
       const file = path.join(folder.dir, `sentinel-${i + 1}.conf`);
@@ -263,13 +272,13 @@ export class RedisSentinelSet {
           `dir ${folder.dir}`,
           `sentinel monitor ${SENTINEL_NAME} 127.0.0.1 ${primaryPort} 2`,
           `sentinel down-after-milliseconds ${SENTINEL_NAME} 1000`,
-          `sentinel failover-timeout ${SENTINEL_NAME} 10000`,
+          `sentinel failover-timeout ${SENTINEL_NAME} 60000`,
           `sentinel parallel-syncs ${SENTINEL_NAME} 1`,
         ].join('\n') + '\n',
       );
       return new ServerProcess(`sentinel ${i + 1}`, port, 'redis-server', [file, '--sentinel']);
     });
-    const set = new RedisSentinelSet(primary, replica, sentinels, folder);
+    const set = new RedisSentinelSet(primary, replica, sentinels, link, folder);
     try {
       await primary.start();
       await replica.start();
@@ -356,8 +365,15 @@ export class RedisSentinelSet {
     return [this.primary, this.replica, ...this.sentinels].map((s) => s.output(10)).join('\n');
   }
 
+  /** The replication offset a server has reached (primary: written, replica: received). */
+  async replicationOffset(port: number): Promise<number> {
+    const info = await this.ask(port, (r) => r.info('replication'));
+    return Number(/^(?:master_repl_offset|slave_repl_offset):(\d+)/m.exec(info)?.[1] ?? NaN);
+  }
+
   async stop(): Promise<void> {
     await Promise.all([this.primary, this.replica, ...this.sentinels].map((s) => s.kill()));
+    await this.link.close();
     this.folder.remove();
   }
 }
