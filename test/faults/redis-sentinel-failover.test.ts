@@ -1,3 +1,4 @@
+import type Redis from 'ioredis';
 import { keys } from '../../lib/store/keys';
 import { createRedis } from '../../lib/store/redis';
 import { serverRunId } from '../../lib/tickets/cache';
@@ -38,6 +39,7 @@ cleanUpAfterSuite(() => redis?.stop());
 describe('Redis Sentinel: the primary killed mid-sale, the replica promoted', () => {
   let dep: Deployment;
   let gateway: Gateway;
+  let service: Redis | undefined;
 
   beforeAll(async () => {
     redis = await RedisSentinelSet.start();
@@ -56,15 +58,18 @@ describe('Redis Sentinel: the primary killed mid-sale, the replica promoted', ()
   });
 
   afterAll(async () => {
+    service?.disconnect();
     await dep?.destroy();
   });
 
   it('refuses with 5030 until rebuilt on the promoted replica, then sells on without oversell', async () => {
     const date = dep.dates[0];
-    const service = createRedis(dep.config, dep.namespace);
-    service.on('error', () => undefined);
-    const oldRunId = await serverRunId(service);
-    expect(await service.get(keys.generation)).toBe(oldRunId);
+    // A client configured as the service's are (through the sentinels).
+    const client = createRedis(dep.config, dep.namespace);
+    service = client;
+    client.on('error', () => undefined);
+    const oldRunId = await serverRunId(client);
+    expect(await client.get(keys.generation)).toBe(oldRunId);
 
     const loadStart = Date.now();
     const load = startLoad(dep, [gateway], {
@@ -94,15 +99,14 @@ describe('Redis Sentinel: the primary killed mid-sale, the replica promoted', ()
     // there (the generation marker names the new server).
     const newRunId = await waitFor(
       async () => {
-        const runId = await serverRunId(service);
-        return runId !== oldRunId && (await service.get(keys.generation)) === runId ? runId : undefined;
+        const runId = await serverRunId(client);
+        return runId !== oldRunId && (await client.get(keys.generation)) === runId ? runId : undefined;
       },
       60_000,
       () => `the cache was not rebuilt on the promoted replica\n${dep.output()}`,
     );
     const rebuiltMs = Date.now() - killedAt;
-    expect(await service.exists(keys.ready)).toBe(1);
-    service.disconnect();
+    expect(await client.exists(keys.ready)).toBe(1);
 
     const answers = await load.done;
     const afterKill = answers.slice(answeredBeforeKill);
