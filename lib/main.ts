@@ -2,6 +2,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { ConfigError, loadConfig, type Config } from '../config';
 import { createBroker } from './broker';
+import { unreachableServers } from './preflight';
 
 const AUTOGROUP = '/proc/self/autogroup';
 
@@ -41,6 +42,11 @@ function leadsOwnSession(): boolean {
 async function main(): Promise<void> {
   const config = loadConfig(process.env, (msg) => console.warn(`[config] ${msg}`));
   yieldToGateways(config);
+  const missing = await unreachableServers(config);
+  if (missing.length) {
+    for (const line of missing) console.error(line);
+    process.exit(1);
+  }
   const broker = createBroker(config);
   let stopping = false;
   const stop = async (signal: string) => {
