@@ -94,12 +94,14 @@ class TransientPublishError extends Error {}
  * reconnecting) sends the same message again with the same `Nats-Msg-Id` after a short pause, until
  * `retryMs` has passed since the first attempt: JetStream's de-duplication makes a second copy of a
  * message that did arrive harmless, and a stream electing a new leader (a few seconds) is not a
- * refused purchase. The same reply token serves every attempt, so a late answer to an earlier one counts.
+ * refused purchase. Every attempt uses the same reply token: a late answer to an earlier attempt
+ * that arrives while a later one is awaited settles the publish.
  */
 class BulkPublisher {
   private readonly inbox = `${createInbox()}.`;
   private readonly awaited = new Map<string, AwaitedAck>();
-  private readonly retrying = new Set<NodeJS.Timeout>();
+  /** Publishes pausing before their next attempt. */
+  private readonly retrying = new Map<NodeJS.Timeout, AwaitedAck>();
   private readonly outgoing = new TurnBuffer<Outgoing>((batch) => batch.forEach((o) => this.send(o)));
   private readonly expiry: NodeJS.Timeout;
   private readonly attemptMs: number;
@@ -133,9 +135,13 @@ class BulkPublisher {
 
   close(): void {
     clearInterval(this.expiry);
-    for (const timer of this.retrying) clearTimeout(timer);
+    const closed = new Error('The purchase queue connection is closed');
+    for (const [timer, waiter] of this.retrying) {
+      clearTimeout(timer);
+      waiter.reject(closed);
+    }
     this.retrying.clear();
-    this.fail(this.awaited.keys(), new Error('The purchase queue connection is closed'));
+    this.fail(this.awaited.keys(), closed);
   }
 
   private send(outgoing: Outgoing): void {
@@ -170,8 +176,9 @@ class BulkPublisher {
 
   private expire(): void {
     const now = Date.now();
-    const late = [...this.awaited].filter(([, waiter]) => waiter.deadline <= now);
-    for (const [token] of late)
+    const late: string[] = [];
+    for (const [token, waiter] of this.awaited) if (waiter.deadline <= now) late.push(token);
+    for (const token of late)
       this.failed(token, new TransientPublishError('No JetStream acknowledgement in time'));
   }
 
@@ -190,7 +197,7 @@ class BulkPublisher {
       this.awaited.set(token, waiter);
       this.send(waiter.outgoing);
     }, pause);
-    this.retrying.add(timer);
+    this.retrying.set(timer, waiter);
   }
 
   private fail(tokens: Iterable<string>, err: Error): void {

@@ -75,4 +75,18 @@ describe('Purchase queue publishing', () => {
       await bounded.close();
     }
   });
+
+  it('rejects the publishes still retrying when the queue closes', async () => {
+    const closing = await PurchaseQueue.open(config, 'closing');
+    await queue.jsm.streams.delete(queue.names.stream);
+    try {
+      const published = Array.from({ length: 20 }, (_, i) => closing.publish(message(910 + i)));
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      await closing.close();
+      const outcomes = await Promise.allSettled(published);
+      expect(outcomes.map((o) => o.status)).toEqual(Array(20).fill('rejected'));
+    } finally {
+      await queue.ensure();
+    }
+  });
 });
