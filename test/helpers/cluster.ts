@@ -17,8 +17,10 @@ import { TcpProxy } from './tcp-proxy';
  */
 
 const live = new Set<ServerProcess>();
+const folders = new Set<string>();
 process.once('exit', () => {
   for (const server of live) server.forceKill();
+  for (const dir of folders) rmSync(dir, { recursive: true, force: true });
 });
 
 const MAX_LINES = 200;
@@ -99,7 +101,14 @@ export class ServerProcess {
 /** A temporary folder for a cluster's configuration and data, removed by `remove()`. */
 function tempFolder(prefix: string): { dir: string; remove(): void } {
   const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
-  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+  folders.add(dir);
+  return {
+    dir,
+    remove: () => {
+      folders.delete(dir);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 export interface NatsNode {
