@@ -179,7 +179,11 @@ const ticketsService: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
         this.rt.calendar,
         this.rt.config.sale.defaultTotals,
       );
-      if (created.length) await reconcileCache(this.rt, created);
+      // A cache that is not ready gets every sale day, new ones too, from its rebuild (warm-up or
+      // watchdog); made ready here for the new days only, the rest of it would be trusted as it is.
+      if (created.length && (await this.rt.redis.exists(keys.ready)) === 1) {
+        await reconcileCache(this.rt, created);
+      }
       for (const date of [...created, ...stopped]) this.stockChanged(date);
       return { created, stopped };
     },
@@ -217,9 +221,12 @@ const ticketsService: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
     async warmUp() {
       const { redis } = this.rt;
       const dates = saleDates(this.rt.calendar);
-      const live = (await redis.exists(keys.ready)) === 1;
+      if ((await redis.exists(keys.ready)) === 0) {
+        await rebuildCache(this.rt, dates);
+        return;
+      }
       const stocked = await Promise.all(dates.map((d) => redis.exists(keys.stock(d))));
-      const cold = live ? dates.filter((_, i) => stocked[i] === 0) : dates;
+      const cold = dates.filter((_, i) => stocked[i] === 0);
       if (cold.length) await reconcileCache(this.rt, cold);
     },
 

@@ -29,9 +29,6 @@ export interface RepairReport {
  */
 export async function reconcileCache(rt: Runtime, dates: readonly string[]): Promise<RepairReport> {
   const { db, redis } = rt;
-  // Read first: if the server changes during the rebuild, the marker names the old one and the
-  // watchdog rebuilds again on the new one.
-  const runId = await serverRunId(redis);
   const wasReady = (await redis.exists(keys.ready)) === 1;
   const days = await findDays(db, dates);
   const report: RepairReport = { rebuilt: !wasReady, days: [], differences: 0 };
@@ -82,7 +79,7 @@ export async function reconcileCache(rt: Runtime, dates: readonly string[]): Pro
       repair.resultsRestored +
       (repair.stock.cached === stock ? 0 : 1);
   }
-  await redis.multi().set(keys.generation, runId).set(keys.ready, new Date().toISOString()).exec();
+  await redis.set(keys.ready, new Date().toISOString());
   return report;
 }
 
@@ -121,13 +118,18 @@ export async function distrustMovedCache(redis: Redis): Promise<boolean> {
 const KEPT_WHEN_MOVED = [keys.paused, keys.rebuildLock];
 
 /**
- * The rebuild after a cache loss (run under the rebuild lock): a cache built on another server is
- * dropped first, then everything is rebuilt from the database as after a flush.
+ * The rebuild of a cache that is not ready (at start, after a loss, after a move; under the rebuild
+ * lock): a cache built on another server is dropped first, as in a flush; then the marker names this
+ * server and every sale day is rebuilt from the database. Only this marks a cache as built here: a
+ * repair of some days (the admin reconcile, a new day) leaves the marker as it was. The marker goes
+ * before the rebuild, which sets `ready` last: a cache made ready here is never distrusted for the
+ * moment between the two, and one whose server changes during the rebuild names the old one.
  */
 export async function rebuildCache(rt: Runtime, dates: readonly string[]): Promise<RepairReport> {
   const runId = await serverRunId(rt.redis);
   if ((await rt.redis.get(keys.generation)) !== runId) {
     await deleteNamespace(rt.redis, rt.config.namespace, KEPT_WHEN_MOVED);
   }
+  await rt.redis.set(keys.generation, runId);
   return reconcileCache(rt, dates);
 }
