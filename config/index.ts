@@ -12,6 +12,8 @@ export interface Config {
   host: string;
   databaseUrl: string;
   redisUrl: string;
+  /** Sentinels to ask for the current Redis primary (REDIS_SENTINELS); null = `redisUrl` directly. */
+  redisSentinels: RedisSentinels | null;
   natsUrl: string;
   namespace: string;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
@@ -71,6 +73,8 @@ export interface Config {
     maxAckPending: number;
     dlqMaxAgeHours: number;
     dlqMaxMessages: number;
+    /** How long a submit retries its publish through a leader election or reconnection (0 = no retry). */
+    publishRetryMs: number;
   };
   worker: {
     concurrency: number;
@@ -102,6 +106,12 @@ export interface Config {
     errorRatio: number;
   };
   monitor: { intervalMs: number };
+}
+
+export interface RedisSentinels {
+  /** The primary's name as the sentinels monitor it (REDIS_SENTINEL_NAME). */
+  name: string;
+  hosts: { host: string; port: number }[];
 }
 
 export class ConfigError extends Error {
@@ -145,6 +155,8 @@ const schema = {
   HOST: ['0.0.0.0', { type: 'string', min: 1 }],
   DATABASE_URL: ['postgres://postgres@127.0.0.1:5432/miaosha', url(['postgres:', 'postgresql:'])],
   REDIS_URL: ['redis://127.0.0.1:6379', url(['redis:', 'rediss:'])],
+  REDIS_SENTINELS: ['', { type: 'string', pattern: /^$|^[^\s,:]+:\d{1,5}(,[^\s,:]+:\d{1,5})*$/ }],
+  REDIS_SENTINEL_NAME: ['mymaster', { type: 'string', pattern: /^[A-Za-z0-9._-]{1,64}$/ }],
   NATS_URL: ['nats://127.0.0.1:4222', { type: 'string', min: 1 }],
   NAMESPACE: ['miaosha', { type: 'string', pattern: /^[a-zA-Z][a-zA-Z0-9_-]{0,39}$/ }],
   LOG_LEVEL: ['info', { type: 'enum', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] }],
@@ -190,6 +202,7 @@ const schema = {
   QUEUE_MAX_ACK_PENDING: ['20000', int(1, 1_000_000)],
   QUEUE_DLQ_MAX_AGE_HOURS: ['168', int(1, 24 * 365)],
   QUEUE_DLQ_MAX_MESSAGES: ['100000', int(1)],
+  QUEUE_PUBLISH_RETRY_MS: ['10000', int(0, 60_000)],
   WORKER_CONCURRENCY: ['2000', int(1, 100_000)],
   WORKER_RETRY_ATTEMPTS: ['3', int(0, 100)],
   WORKER_RETRY_BASE_MS: ['100', int(1)],
@@ -198,7 +211,7 @@ const schema = {
   WORKER_NICE: ['10', int(0, 19)],
   WORKER_PROCESSES: ['2', int(0, 16)],
   OUTBOX_CHECK_MS: ['1000', int(100, 60_000)],
-  OUTBOX_GRACE_MS: ['10000', int(1000)],
+  OUTBOX_GRACE_MS: ['15000', int(1000)],
   OUTBOX_MAX_AGE_MS: ['600000', int(1000)],
   FLAG_CHECK_MS: ['2000', int(100, 60_000)],
   POLL_MIN_MS: ['500', int(10)],
@@ -237,6 +250,18 @@ function checkTimeZone(tz: string): void {
   } catch {
     throw new ConfigError('SALE_TZ', `unknown time zone "${tz}"`);
   }
+}
+
+function parseSentinels(list: string, name: string): RedisSentinels | null {
+  if (!list) return null;
+  const hosts = list.split(',').map((entry) => {
+    const at = entry.lastIndexOf(':');
+    const port = Number(entry.slice(at + 1));
+    if (port < 1 || port > 65535)
+      throw new ConfigError('REDIS_SENTINELS', `port of "${entry}" is out of range`);
+    return { host: entry.slice(0, at), port };
+  });
+  return { name, hosts };
 }
 
 function parseServices(list: string): ServiceName[] {
@@ -391,6 +416,7 @@ export function loadConfig(env: Env = process.env, warn: (msg: string) => void =
     host: v('HOST'),
     databaseUrl: v('DATABASE_URL'),
     redisUrl: v('REDIS_URL'),
+    redisSentinels: parseSentinels(v('REDIS_SENTINELS'), v('REDIS_SENTINEL_NAME')),
     natsUrl: v('NATS_URL'),
     namespace: v('NAMESPACE'),
     logLevel: v('LOG_LEVEL'),
@@ -437,6 +463,7 @@ export function loadConfig(env: Env = process.env, warn: (msg: string) => void =
       maxAckPending: v('QUEUE_MAX_ACK_PENDING'),
       dlqMaxAgeHours: v('QUEUE_DLQ_MAX_AGE_HOURS'),
       dlqMaxMessages: v('QUEUE_DLQ_MAX_MESSAGES'),
+      publishRetryMs: v('QUEUE_PUBLISH_RETRY_MS'),
     },
     worker: {
       concurrency: v('WORKER_CONCURRENCY'),

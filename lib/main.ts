@@ -1,6 +1,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { ConfigError, loadConfig, type Config } from '../config';
+import { unreachableServers } from './preflight';
 import { READY, Supervisor } from './supervisor';
 
 const AUTOGROUP = '/proc/self/autogroup';
@@ -79,6 +80,12 @@ async function run(config: Config): Promise<void> {
 
 async function main(): Promise<void> {
   const config = loadConfig(process.env, (msg) => console.warn(`[config] ${msg}`));
+  // A server that cannot be reached is named, with where it was looked for and how to start it.
+  const missing = await unreachableServers(config);
+  if (missing.length) {
+    for (const line of missing) console.error(line);
+    process.exit(1);
+  }
   await (config.supervisor ? supervise(config) : run(config));
 }
 

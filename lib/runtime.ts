@@ -52,7 +52,7 @@ export class Runtime {
 
   get redis(): Redis {
     if (!this.redisClient) {
-      this.redisClient = createRedis(this.config.redisUrl, this.config.namespace);
+      this.redisClient = createRedis(this.config, this.config.namespace);
       // Errors are reported per command and by /health; an unhandled 'error' event would crash.
       this.redisClient.on('error', () => undefined);
     }

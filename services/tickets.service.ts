@@ -9,7 +9,7 @@ import { runtimeOf, type Runtime } from '../lib/runtime';
 import { checkSaleTime, saleDates } from '../lib/sale/calendar';
 import { issueVerifyHash } from '../lib/sale/verify-hash';
 import { keys } from '../lib/store/keys';
-import { reconcileCache } from '../lib/tickets/cache';
+import { distrustMovedCache, rebuildCache, reconcileCache } from '../lib/tickets/cache';
 import { restockDay } from '../lib/tickets/stock';
 import { findDay, listSaleDays, rollDays, setSalePaused, setStock, toView } from '../lib/tickets/days';
 import { cancelOrder, ordersOfUser, purchaseV1, stats } from '../lib/tickets/orders';
@@ -37,6 +37,7 @@ interface Vars {
 interface Methods {
   roll(): Promise<{ created: string[]; stopped: string[] }>;
   rebuildIfLost(): Promise<void>;
+  checkCache(): void;
   warmUp(): Promise<void>;
   stockChanged(date: string): void;
   setPaused(ctx: Context, paused: boolean): Promise<{ paused: boolean }>;
@@ -195,19 +196,28 @@ const ticketsService: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
         this.rt.calendar,
         this.rt.config.sale.defaultTotals,
       );
-      if (created.length) await reconcileCache(this.rt, created);
+      // A cache that is not ready gets every sale day, new ones too, from its rebuild (warm-up or
+      // watchdog); made ready here for the new days only, the rest of it would be trusted as it is.
+      if (created.length && (await this.rt.redis.exists(keys.ready)) === 1) {
+        await reconcileCache(this.rt, created);
+      }
       for (const date of [...created, ...stopped]) this.stockChanged(date);
       return { created, stopped };
     },
 
-    /** Redis lost its data (flushed or restarted empty): rebuild before admitting anything. */
+    /**
+     * Redis lost its data (flushed or restarted empty) or is another server than the one the cache
+     * was built on (a Sentinel failover): rebuild before admitting anything.
+     */
     async rebuildIfLost() {
       if (this.rebuilding) return;
       const { redis } = this.rt;
+      if (await distrustMovedCache(redis))
+        this.logger.warn('Redis is another server now: rebuilding its cache');
       if ((await redis.exists(keys.ready)) === 1) return;
       const lock = await redis.set(keys.rebuildLock, process.pid, 'PX', 30_000, 'NX');
       if (lock !== 'OK') return;
-      this.rebuilding = reconcileCache(this.rt, saleDates(this.rt.calendar))
+      this.rebuilding = rebuildCache(this.rt, saleDates(this.rt.calendar))
         .then((report) => {
           this.logger.warn('Redis had lost its state: rebuilt from the database', report);
           for (const day of report.days) this.stockChanged(day.date);
@@ -228,10 +238,17 @@ const ticketsService: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
     async warmUp() {
       const { redis } = this.rt;
       const dates = saleDates(this.rt.calendar);
-      const live = (await redis.exists(keys.ready)) === 1;
+      if ((await redis.exists(keys.ready)) === 0) {
+        await rebuildCache(this.rt, dates);
+        return;
+      }
       const stocked = await Promise.all(dates.map((d) => redis.exists(keys.stock(d))));
-      const cold = live ? dates.filter((_, i) => stocked[i] === 0) : dates;
+      const cold = dates.filter((_, i) => stocked[i] === 0);
       if (cold.length) await reconcileCache(this.rt, cold);
+    },
+
+    checkCache() {
+      this.rebuildIfLost().catch((err) => this.logger.warn('Cache check failed', err.message));
     },
 
     stockChanged(date: string) {
@@ -265,14 +282,15 @@ const ticketsService: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
       setInterval(() => {
         this.roll().catch((err) => this.logger.error('Daily roll failed', err));
       }, config.sale.rollIntervalMs),
-      setInterval(() => {
-        this.rebuildIfLost().catch((err) => this.logger.warn('Cache check failed', err.message));
-      }, 500),
+      setInterval(() => this.checkCache(), 500),
     );
+    // A (re)connection may be to a promoted replica: check at once rather than at the next tick.
+    this.rt.redis.on('ready', this.checkCache);
   },
 
   async stopped() {
     for (const timer of this.timers) clearInterval(timer);
+    this.rt.redis.off('ready', this.checkCache);
     await this.rebuilding?.catch(() => undefined);
   },
 };

@@ -162,7 +162,7 @@ async function open(config: Config): Promise<Connections> {
     connectionTimeoutMillis: 5000,
     statement_timeout: 60_000,
   });
-  const redis = createRedis(config.redisUrl, config.namespace, {
+  const redis = createRedis(config, config.namespace, {
     lazyConnect: true,
     maxRetriesPerRequest: 1,
     enableOfflineQueue: true,

@@ -50,8 +50,13 @@ export function queueNames(namespace: string) {
   };
 }
 
-/** How long a publish waits for JetStream's acknowledgement. */
+/** How long a publish waits for JetStream's acknowledgement when it is not retried. */
 const PUBLISH_TIMEOUT_MS = 5000;
+/** How long one attempt waits before the same message is sent again (QUEUE_PUBLISH_RETRY_MS > 0). */
+const ATTEMPT_TIMEOUT_MS = 1000;
+/** First pause before a retry; doubled per attempt up to the last. */
+const RETRY_FIRST_MS = 25;
+const RETRY_MAX_MS = 400;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -68,50 +73,88 @@ interface Outgoing {
 interface AwaitedAck {
   resolve(ack: PubAck): void;
   reject(err: Error): void;
+  outgoing: Outgoing;
+  /** When this attempt counts as unanswered. */
   deadline: number;
+  /** After this, a failed attempt is final. */
+  giveUpAt: number;
+  attempts: number;
 }
+
+/**
+ * A failure that a later attempt may not meet: nobody answered (the stream has no leader, or the
+ * connection is moving to another server) or JetStream said it is unavailable for now (503).
+ */
+class TransientPublishError extends Error {}
 
 /**
  * Publishes to JetStream and awaits the acknowledgements in bulk: every publish carries a reply
  * subject under one inbox this connection subscribes to, the publishes of one event-loop turn go
  * out in one socket write, and one timer expires the acknowledgements that never came. (The
  * request path of nats.js makes a timer and an Error, stack and all, for every answered request.)
+ *
+ * With `retryMs` > 0, a transient failure (no answer in time, "no responders", 503, the connection
+ * reconnecting) sends the same message again with the same `Nats-Msg-Id` after a short pause, until
+ * `retryMs` has passed since the first attempt: JetStream's de-duplication makes a second copy of a
+ * message that did arrive harmless, and a stream electing a new leader (a few seconds) is not a
+ * refused purchase. Every attempt uses the same reply token: a late answer to an earlier attempt
+ * that arrives while a later one is awaited settles the publish.
  */
 class BulkPublisher {
   private readonly inbox = `${createInbox()}.`;
   private readonly awaited = new Map<string, AwaitedAck>();
+  /** Publishes pausing before their next attempt. */
+  private readonly retrying = new Map<NodeJS.Timeout, AwaitedAck>();
   private readonly outgoing = new TurnBuffer<Outgoing>((batch) => batch.forEach((o) => this.send(o)));
   private readonly expiry: NodeJS.Timeout;
+  private readonly attemptMs: number;
   private counter = 0;
 
   constructor(
     private readonly nc: NatsConnection,
-    private readonly timeoutMs: number,
+    private readonly retryMs: number,
   ) {
+    this.attemptMs = retryMs > 0 ? Math.min(ATTEMPT_TIMEOUT_MS, retryMs) : PUBLISH_TIMEOUT_MS;
     nc.subscribe(`${this.inbox}*`, { callback: (_err, msg) => this.acknowledged(msg) });
-    this.expiry = setInterval(() => this.expire(), Math.min(250, timeoutMs)).unref();
+    this.expiry = setInterval(() => this.expire(), Math.min(100, this.attemptMs)).unref();
   }
 
   publish(subject: string, data: Uint8Array, msgId: string): Promise<PubAck> {
     return new Promise((resolve, reject) => {
       const token = (++this.counter).toString(36);
-      this.awaited.set(token, { resolve, reject, deadline: Date.now() + this.timeoutMs });
-      this.outgoing.add({ subject, data, msgId, token });
+      const outgoing = { subject, data, msgId, token };
+      const now = Date.now();
+      this.awaited.set(token, {
+        resolve,
+        reject,
+        outgoing,
+        deadline: now + this.attemptMs,
+        giveUpAt: now + this.retryMs,
+        attempts: 1,
+      });
+      this.outgoing.add(outgoing);
     });
   }
 
   close(): void {
     clearInterval(this.expiry);
-    this.fail(this.awaited.keys(), new Error('The purchase queue connection is closed'));
+    const closed = new Error('The purchase queue connection is closed');
+    for (const [timer, waiter] of this.retrying) {
+      clearTimeout(timer);
+      waiter.reject(closed);
+    }
+    this.retrying.clear();
+    this.fail(this.awaited.keys(), closed);
   }
 
-  private send({ subject, data, msgId, token }: Outgoing): void {
+  private send(outgoing: Outgoing): void {
     const h = natsHeaders();
-    h.set('Nats-Msg-Id', msgId);
+    h.set('Nats-Msg-Id', outgoing.msgId);
     try {
-      this.nc.publish(subject, data, { reply: this.inbox + token, headers: h });
+      this.nc.publish(outgoing.subject, outgoing.data, { reply: this.inbox + outgoing.token, headers: h });
     } catch (err) {
-      this.fail([token], err as Error);
+      // Closed or draining: no later attempt on this connection can do better.
+      this.fail([outgoing.token], err as Error);
     }
   }
 
@@ -119,23 +162,45 @@ class BulkPublisher {
     const token = msg.subject.slice(this.inbox.length);
     const waiter = this.awaited.get(token);
     if (!waiter) return;
-    this.awaited.delete(token);
     // No stream listens on the subject: the server answers "no responders" (status 503, no body).
-    if (msg.data.length === 0) return waiter.reject(new Error(`No stream answered (${msg.headers?.code})`));
-    const ack = decode<PubAck & { error?: { description?: string } }>(msg.data);
-    if (ack.error) waiter.reject(new Error(`JetStream refused the message: ${ack.error.description}`));
-    else waiter.resolve({ ...ack, duplicate: ack.duplicate === true }); // the server omits a false one
+    if (msg.data.length === 0) {
+      return this.failed(token, new TransientPublishError(`No stream answered (${msg.headers?.code})`));
+    }
+    const ack = decode<PubAck & { error?: { code?: number; description?: string } }>(msg.data);
+    if (ack.error) {
+      const err = `JetStream refused the message: ${ack.error.description}`;
+      if (ack.error.code === 503) return this.failed(token, new TransientPublishError(err));
+      this.awaited.delete(token);
+      return waiter.reject(new Error(err));
+    }
+    this.awaited.delete(token);
+    waiter.resolve({ ...ack, duplicate: ack.duplicate === true }); // the server omits a false one
   }
 
-  /** Acknowledgements are awaited in publish order, so the oldest come first. */
   private expire(): void {
     const now = Date.now();
     const late: string[] = [];
-    for (const [token, waiter] of this.awaited) {
-      if (waiter.deadline > now) break;
-      late.push(token);
-    }
-    this.fail(late, new Error('No JetStream acknowledgement in time'));
+    for (const [token, waiter] of this.awaited) if (waiter.deadline <= now) late.push(token);
+    for (const token of late)
+      this.failed(token, new TransientPublishError('No JetStream acknowledgement in time'));
+  }
+
+  /** A failed attempt: sent again after a pause while the bound allows, otherwise rejected. */
+  private failed(token: string, err: Error): void {
+    const waiter = this.awaited.get(token);
+    if (!waiter) return;
+    this.awaited.delete(token);
+    const pause = Math.min(RETRY_FIRST_MS * 2 ** (waiter.attempts - 1), RETRY_MAX_MS);
+    const retry = err instanceof TransientPublishError && Date.now() + pause < waiter.giveUpAt;
+    if (!retry || this.nc.isClosed()) return waiter.reject(err);
+    const timer = setTimeout(() => {
+      this.retrying.delete(timer);
+      waiter.attempts++;
+      waiter.deadline = Date.now() + Math.min(this.attemptMs, Math.max(1, waiter.giveUpAt - Date.now()));
+      this.awaited.set(token, waiter);
+      this.send(waiter.outgoing);
+    }, pause);
+    this.retrying.set(timer, waiter);
   }
 
   private fail(tokens: Iterable<string>, err: Error): void {
@@ -160,7 +225,7 @@ export class PurchaseQueue {
     private readonly config: Config,
   ) {
     this.names = queueNames(config.namespace);
-    this.publisher = new BulkPublisher(nc, PUBLISH_TIMEOUT_MS);
+    this.publisher = new BulkPublisher(nc, config.queue.publishRetryMs);
   }
 
   static async open(config: Config, name: string): Promise<PurchaseQueue> {

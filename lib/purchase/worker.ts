@@ -50,6 +50,16 @@ interface Delivery {
   since: number;
 }
 
+/**
+ * Adds a write to those the delivery awaits at its end. Marked handled now: one that fails before
+ * then (Redis away during a failover) must not end the process as an unhandled rejection; the
+ * delivery still sees the failure and leaves the message unacknowledged, so it is redelivered.
+ */
+function awaitLater(delivery: Delivery, write: Promise<unknown>): void {
+  write.catch(() => undefined);
+  delivery.writes.push(write);
+}
+
 export interface WorkerHooks {
   /** Batches of result transitions, to publish so waiting clients wake up. */
   publish(records: ResultRecord[]): void;
@@ -227,7 +237,8 @@ export class PurchaseWorker {
     // Acks and naks wait for the result writes before them, so a client never sees an older status;
     // those of one turn go out together (one socket write).
     const after = (d: Delivery, step: () => void) =>
-      d.writes.push(
+      awaitLater(
+        d,
         Promise.all(d.writes).then(
           () => new Promise<void>((done, fail) => this.replies.add({ step, done, fail })),
         ),
@@ -244,9 +255,11 @@ export class PurchaseWorker {
           after(d, () => d.msg.nak(delayMs));
         },
         deadLetter: ({ self }, { errorMessage }: { errorMessage: string }) => {
-          const { msg, message, writes } = of(self);
+          const d = of(self);
+          const { msg, message } = d;
           this.hooks.log.warn('Purchase dead-lettered', message.messageId, errorMessage);
-          writes.push(
+          awaitLater(
+            d,
             this.queue
               .deadLetter(message, errorMessage, msg.info.deliveryCount, msg.seq)
               .then(() => settle(this.redis, message, message.messageId, true, 'drop'))
@@ -265,7 +278,8 @@ export class PurchaseWorker {
   }
 
   /** Writes a transition to the result hash (never stepping back) and queues it for publishing. */
-  private report({ msg, message, writes }: Delivery, r: StatusReport): void {
+  private report(delivery: Delivery, r: StatusReport): void {
+    const { msg, message } = delivery;
     const now = new Date().toISOString();
     const record: ResultRecord = {
       messageId: message.messageId,
@@ -284,7 +298,7 @@ export class PurchaseWorker {
     const terminal = isTerminal(r.status);
     const fields = toFields(terminal ? record : { status: r.status, attempts: r.attempts, updatedAt: now });
     const written = this.recorder.record(message.messageId, r.status, fields);
-    writes.push(written);
+    awaitLater(delivery, written);
     // Only what the result store took is told: a late failure of a message that succeeded meanwhile
     // (RECORD refuses it) must not show FAILED anywhere.
     written.then(

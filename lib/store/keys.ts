@@ -4,6 +4,8 @@
  */
 export const keys = {
   ready: 'ready',
+  /** The run id of the Redis server the cache was last rebuilt on (see lib/tickets/cache.ts). */
+  generation: 'generation',
   paused: 'paused',
   rebuildLock: 'rebuild-lock',
   /** Sorted set of admissions not yet on the queue (V2) or not yet committed (V1), by admission time. */

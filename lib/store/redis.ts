@@ -1,4 +1,5 @@
 import Redis, { type RedisOptions, type Result } from 'ioredis';
+import type { Config } from '../../config';
 import { ADMIT, ADOPT, RECORD, RESTOCK, SETTLE } from './scripts';
 
 declare module 'ioredis' {
@@ -11,12 +12,18 @@ declare module 'ioredis' {
   }
 }
 
+export type RedisTarget = Pick<Config, 'redisUrl' | 'redisSentinels'>;
+
 /**
  * One client per process and namespace. Auto-pipelining batches the many concurrent commands of a
- * crowd into few writes; scripts run by EVALSHA after their first load.
+ * crowd into few writes; scripts run by EVALSHA after their first load. With sentinels, the client
+ * asks them for the current primary (the URL still gives the password and database) and reconnects
+ * as soon as they announce a failover (`+switch-master`).
  */
-export function createRedis(url: string, namespace: string, extra: RedisOptions = {}): Redis {
-  const redis = new Redis(url, {
+export function createRedis(target: RedisTarget, namespace: string, extra: RedisOptions = {}): Redis {
+  const sentinels = target.redisSentinels;
+  const redis = new Redis(target.redisUrl, {
+    ...(sentinels && { sentinels: sentinels.hosts, name: sentinels.name, failoverDetector: true }),
     keyPrefix: `${namespace}:`,
     enableAutoPipelining: true,
     maxRetriesPerRequest: 2,
@@ -34,11 +41,12 @@ export function createRedis(url: string, namespace: string, extra: RedisOptions 
 }
 
 /**
- * Deletes every key of a namespace (tests, benchmarks). The keys go in one transaction, as with a
- * FLUSHALL or a restart: a node watching the `ready` key must not rebuild while half of the
- * namespace is still being deleted (its rebuilt keys would be deleted behind it).
+ * Deletes every key of a namespace but `keep` (names relative to the namespace). The keys go in one
+ * transaction, as with a FLUSHALL or a restart: a node watching the `ready` key must not rebuild
+ * while half of the namespace is still being deleted (its rebuilt keys would be deleted behind it).
  */
-export async function deleteNamespace(redis: Redis, namespace: string): Promise<void> {
+export async function deleteNamespace(redis: Redis, namespace: string, keep: string[] = []): Promise<void> {
+  const kept = new Set(keep.map((key) => `${namespace}:${key}`));
   const raw = redis.duplicate({ keyPrefix: '' });
   try {
     const found = new Set<string>();
@@ -46,7 +54,7 @@ export async function deleteNamespace(redis: Redis, namespace: string): Promise<
     do {
       const [next, batch] = await raw.scan(cursor, 'MATCH', `${namespace}:*`, 'COUNT', 1000);
       cursor = next;
-      for (const key of batch) found.add(key);
+      for (const key of batch) if (!kept.has(key)) found.add(key);
     } while (cursor !== '0');
     const all = [...found];
     if (all.length === 0) return;

@@ -78,13 +78,17 @@ return results
  * no longer holds (lost when Redis was flushed with messages still queued, or undone by a gateway
  * whose publish looked failed although the message reached the queue): the ticket leaves the
  * admission stock and the user's claim names the order's message. The worker calls it only for
- * orders inserted by this very commit, so an order is adopted at most once.
+ * orders inserted by this very commit, so an order is adopted at most once. A claim that already
+ * names the message means its ticket is counted: a settle whose answer was lost on a dropped
+ * connection and that the client sent again finds nothing pending the second time, or a rebuild
+ * read the order from the database.
  * KEYS: stock, claims, pending
  * ARGV: userId, messageId
- * Returns 1 when it adopted, 0 when the message is pending (settle's case).
+ * Returns 1 when it adopted, 0 when the message is pending (settle's case) or already counted.
  */
 export const ADOPT = `
 if redis.call('HEXISTS', KEYS[3], ARGV[2]) == 1 then return 0 end
+if redis.call('HGET', KEYS[2], ARGV[1]) == ARGV[2] then return 0 end
 local stock = tonumber(redis.call('GET', KEYS[1]) or '0')
 if stock > 0 then redis.call('DECR', KEYS[1]) end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])

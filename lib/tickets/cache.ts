@@ -1,6 +1,8 @@
+import type Redis from 'ioredis';
 import type { Runtime } from '../runtime';
 import { fromOrder, toFields } from '../purchase/results';
 import { keys } from '../store/keys';
+import { deleteNamespace } from '../store/redis';
 import { findDays, salePausedAt } from './days';
 import { validOrdersOfDay } from './orders';
 import { restockDay } from './stock';
@@ -83,4 +85,55 @@ export async function reconcileCache(rt: Runtime, dates: readonly string[]): Pro
   else await redis.del(keys.paused);
   await redis.set(keys.ready, new Date().toISOString());
   return report;
+}
+
+/** The run id of the Redis server this client is connected to: new on every restart or promotion. */
+export async function serverRunId(redis: Redis): Promise<string> {
+  const info = await redis.info('server');
+  const runId = /^run_id:(\w+)/m.exec(info)?.[1];
+  if (!runId) throw new Error('Redis INFO did not report a run_id');
+  return runId;
+}
+
+// KEYS: ready, generation; ARGV: the current server's run id. Compare and delete in one step, so a
+// rebuild finished by another node in the meantime is not undone.
+const DISTRUST = `
+if redis.call('GET', KEYS[1]) and redis.call('GET', KEYS[2]) ~= ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`;
+
+/**
+ * A cache built on another Redis server is not trusted: after a Sentinel failover the promoted
+ * replica holds the old primary's data minus the writes it had not received yet (stock, claims,
+ * reservations, results), and a restart may load an old snapshot. Replication copies the
+ * generation marker too, so it still names the server the cache was built on; when that is not the
+ * server answering now, `ready` goes at once (admissions answer 5030, not ready) and the rebuild
+ * (`rebuildCache`) starts. Returns whether the cache was distrusted now.
+ */
+export async function distrustMovedCache(redis: Redis): Promise<boolean> {
+  const runId = await serverRunId(redis);
+  return (await redis.eval(DISTRUST, 2, keys.ready, keys.generation, runId)) === 1;
+}
+
+/**
+ * What a rebuild leaves of a cache built on another server: the pause (an operator's decision) and
+ * the lock of the rebuild itself. Everything else may be stale in ways the database cannot tell
+ * (a reservation whose release was lost holds a ticket forever), so it goes as in a flush.
+ */
+const KEPT_WHEN_MOVED = [keys.paused, keys.rebuildLock];
+
+/**
+ * The rebuild of a cache that is not ready (at start, after a loss, after a move; under the rebuild
+ * lock): a cache built on another server is dropped first, as in a flush; then the marker names this
+ * server and every sale day is rebuilt from the database. Only this marks a cache as built here: a
+ * repair of some days (the admin reconcile, a new day) leaves the marker as it was. The marker goes
+ * before the rebuild, which sets `ready` last: a cache made ready here is never distrusted for the
+ * moment between the two, and one whose server changes during the rebuild names the old one.
+ */
+export async function rebuildCache(rt: Runtime, dates: readonly string[]): Promise<RepairReport> {
+  const runId = await serverRunId(rt.redis);
+  if ((await rt.redis.get(keys.generation)) !== runId) {
+    await deleteNamespace(rt.redis, rt.config.namespace, KEPT_WHEN_MOVED);
+  }
+  await rt.redis.set(keys.generation, runId);
+  return reconcileCache(rt, dates);
 }

@@ -211,7 +211,7 @@ export class Bench {
 
     this.db = new pg.Client({ connectionString: this.config.databaseUrl, application_name: 'miaosha-bench' });
     await this.db.connect();
-    this.redis = createRedis(this.config.redisUrl, this.config.namespace);
+    this.redis = createRedis(this.config, this.config.namespace);
     this.redis.on('error', () => undefined);
     this.queue = await PurchaseQueue.open(this.config, `${this.namespace}-bench`);
     await this.waitWorkers(workers === 0 ? gateways : workers);

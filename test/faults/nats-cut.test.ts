@@ -34,7 +34,8 @@ describe('NATS connection of the gateway cut and restored', () => {
 
   beforeAll(async () => {
     proxy = await TcpProxy.start(4222);
-    dep = Deployment.create({ SEED_USERS: String(USERS + 10) });
+    // A cut longer than the publish retry bound: the submits in it answer 5030.
+    dep = Deployment.create({ SEED_USERS: String(USERS + 10), QUEUE_PUBLISH_RETRY_MS: '1000' });
     gateway = await dep.startSale({
       stock: STOCK,
       gateway: { env: { NATS_URL: `nats://127.0.0.1:${proxy.port}` } },

@@ -65,7 +65,7 @@ describe('Redis flushed in the middle of a sale', () => {
 
   beforeAll(async () => {
     dep = Deployment.create({ WORKER_BATCH_MS: '100', SEED_USERS: String(USERS + 100) });
-    redis = createRedis(dep.config.redisUrl, dep.namespace);
+    redis = createRedis(dep.config, dep.namespace);
     gateway = await dep.startSale({ stock: SCARCE });
     await dep.setStock(dep.dates[1], PLENTY);
   });

@@ -113,7 +113,7 @@ describe('the whole single-process service killed between admissions and their a
     nats = await proxyTo(4222);
     dep = Deployment.create({ SEED_USERS: String(USERS + 10) });
     node = { name: 'service', env: { SERVICES: 'all', NATS_URL: `nats://127.0.0.1:${nats.port}` } };
-    redis = createRedis(dep.config.redisUrl, dep.namespace);
+    redis = createRedis(dep.config, dep.namespace);
     await dep.startGateway(node);
     await dep.setStock(dep.dates[0], STOCK);
   });
@@ -171,7 +171,7 @@ describe('a gateway-only node killed for good with admissions unpublished', () =
   beforeAll(async () => {
     nats = await proxyTo(4222);
     dep = Deployment.create({ SEED_USERS: String(USERS + 10) });
-    redis = createRedis(dep.config.redisUrl, dep.namespace);
+    redis = createRedis(dep.config, dep.namespace);
     await dep.startSale({
       stock: STOCK,
       gateway: { name: 'gateway-doomed', env: { NATS_URL: `nats://127.0.0.1:${nats.port}` } },
@@ -221,7 +221,7 @@ describe('a V1 purchase killed between its admission and its commit', () => {
   beforeAll(async () => {
     pg = await proxyTo(5432);
     dep = Deployment.create({ SEED_USERS: String(USERS + 10) });
-    redis = createRedis(dep.config.redisUrl, dep.namespace);
+    redis = createRedis(dep.config, dep.namespace);
     const viaProxy = dep.config.databaseUrl.replace(':5432/', `:${pg.port}/`);
     await dep.startSale({
       stock: STOCK,

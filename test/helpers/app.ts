@@ -134,7 +134,7 @@ export async function startApp(overrides: Record<string, string> = {}): Promise<
 
 /** Removes everything an isolated instance left behind: database, Redis keys, JetStream streams. */
 export async function cleanupNamespace(config: Config, { keepDatabase = false } = {}): Promise<void> {
-  const redis = createRedis(config.redisUrl, config.namespace);
+  const redis = createRedis(config, config.namespace);
   try {
     await deleteNamespace(redis, config.namespace);
   } finally {

@@ -440,7 +440,7 @@ export class Deployment {
 
   /** The shared durable consumer, as JetStream sees it (real server). */
   async consumerInfo(): Promise<ConsumerInfo> {
-    this.nc ??= await connect({ servers: this.config.natsUrl, name: `${this.namespace}-test` });
+    this.nc ??= await connect({ servers: this.config.natsUrl.split(','), name: `${this.namespace}-test` });
     const jsm = await this.nc.jetstreamManager();
     const names = queueNames(this.namespace);
     return jsm.consumers.info(names.stream, names.consumer);
@@ -480,8 +480,10 @@ export interface Submitted {
   status: number;
   code: number;
   messageId?: string;
-  /** Milliseconds since the load started. */
+  /** Milliseconds since the load started (when the answer came). */
   at: number;
+  /** Milliseconds from sending the request to its answer. */
+  latencyMs: number;
 }
 
 export interface Load {
@@ -518,6 +520,76 @@ export interface LoadOptions {
 export const buyers = (date: string, count: number, from = 1): PurchaseOrder[] =>
   Array.from({ length: count }, (_, i) => ({ userId: from + i, date }));
 
+async function submitOne(
+  dep: Deployment,
+  gateways: Gateway[],
+  gateway: number,
+  { userId, date }: PurchaseOrder,
+  started: number,
+): Promise<Submitted> {
+  const sent = Date.now();
+  const answer = await gateways[gateway].post<SubmitData>('/api/tickets/v2/purchase', {
+    userId,
+    date,
+    verifyHash: dep.hash(userId, date),
+  });
+  return {
+    userId,
+    date,
+    gateway,
+    status: answer.status,
+    code: answer.body.code,
+    ...(answer.body.code === 200 ? { messageId: answer.body.data.messageId } : {}),
+    at: Date.now() - started,
+    latencyMs: Date.now() - sent,
+  };
+}
+
+function trackLoad(answers: Submitted[], sending: Promise<unknown>, stop: () => void): Load {
+  const load: Load = {
+    done: sending.then(() => {
+      loads.delete(load);
+      return answers;
+    }),
+    answers,
+    accepted: () => answers.filter((a) => a.code === 200).length,
+    codes: () => countBy(answers.map((a) => a.code)),
+    stop,
+  };
+  loads.add(load);
+  return load;
+}
+
+/**
+ * A steady rate whatever the answers take (open loop, as a crowd does not wait for the others):
+ * request i goes out `i / rate` seconds after the start, round-robin over the gateways, never retried.
+ */
+export function startRateLoad(
+  dep: Deployment,
+  gateways: Gateway[],
+  o: { requests: PurchaseOrder[]; rate: number },
+): Load {
+  const answers: Submitted[] = [];
+  const started = Date.now();
+  let stopped = false;
+  const sending = (async () => {
+    const inFlight: Promise<void>[] = [];
+    for (let i = 0; i < o.requests.length && !stopped; i++) {
+      const due = started + (i * 1000) / o.rate;
+      if (due > Date.now()) await sleep(due - Date.now());
+      inFlight.push(
+        submitOne(dep, gateways, i % gateways.length, o.requests[i], started).then(
+          (a) => void answers.push(a),
+        ),
+      );
+    }
+    await Promise.all(inFlight);
+  })();
+  return trackLoad(answers, sending, () => {
+    stopped = true;
+  });
+}
+
 /** Submits the purchases, round-robin over the gateways, `concurrency` at a time. */
 export function startLoad(dep: Deployment, gateways: Gateway[], o: LoadOptions): Load {
   const answers: Submitted[] = [];
@@ -529,21 +601,7 @@ export function startLoad(dep: Deployment, gateways: Gateway[], o: LoadOptions):
     while (next < o.requests.length && !stopped) {
       const { userId, date } = o.requests[next++];
       for (let attempt = 0; ; attempt++) {
-        const gateway = turn++ % gateways.length;
-        const answer = await gateways[gateway].post<SubmitData>('/api/tickets/v2/purchase', {
-          userId,
-          date,
-          verifyHash: dep.hash(userId, date),
-        });
-        const submitted: Submitted = {
-          userId,
-          date,
-          gateway,
-          status: answer.status,
-          code: answer.body.code,
-          ...(answer.body.code === 200 ? { messageId: answer.body.data.messageId } : {}),
-          at: Date.now() - started,
-        };
+        const submitted = await submitOne(dep, gateways, turn++ % gateways.length, { userId, date }, started);
         answers.push(submitted);
         const retry = submitted.code === 5030 || submitted.code === -1;
         if (!retry || attempt >= (o.retries ?? 0) || stopped) break;
@@ -552,20 +610,9 @@ export function startLoad(dep: Deployment, gateways: Gateway[], o: LoadOptions):
       await sleep(o.pauseMs ?? 10);
     }
   };
-  const load: Load = {
-    done: Promise.all(Array.from({ length: o.concurrency ?? 8 }, lane)).then(() => {
-      loads.delete(load);
-      return answers;
-    }),
-    answers,
-    accepted: () => answers.filter((a) => a.code === 200).length,
-    codes: () => countBy(answers.map((a) => a.code)),
-    stop: () => {
-      stopped = true;
-    },
-  };
-  loads.add(load);
-  return load;
+  return trackLoad(answers, Promise.all(Array.from({ length: o.concurrency ?? 8 }, lane)), () => {
+    stopped = true;
+  });
 }
 
 /** The distinct message ids answered "accepted" (a resubmit may return the same id again). */

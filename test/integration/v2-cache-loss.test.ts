@@ -1,7 +1,7 @@
 import type { ResultRecord } from '../../lib/purchase/results';
 import { deleteNamespace } from '../../lib/store/redis';
 import { keys } from '../../lib/store/keys';
-import type { RepairReport } from '../../lib/tickets/cache';
+import { serverRunId, type RepairReport } from '../../lib/tickets/cache';
 import { eventually, startApp, type TestApp } from '../helpers/app';
 import { dayStock, expectConsistent, resultOf, submit, terminal, validOrders } from '../helpers/purchase';
 
@@ -164,5 +164,42 @@ describe('V2 after the cache loses its state', () => {
 
     const again = await app.post<RepairReport>('/api/admin/reconcile', {}, app.admin);
     expect(again.body.data.differences).toBe(0);
+  });
+
+  it('distrusts a cache built on another Redis server (a promoted replica) and rebuilds it', async () => {
+    const runId = await serverRunId(app.rt.redis);
+    expect(await app.rt.redis.get(keys.generation)).toBe(runId);
+    // What a replica promoted by Sentinel holds: the old primary's marker and a stale copy.
+    const victim = firstSale.get(7)!;
+    await app.rt.redis
+      .multi()
+      .set(keys.generation, 'run-id-of-the-old-primary')
+      .set(keys.stock(date), 9999)
+      .hdel(keys.claims(date), '7')
+      .exec();
+    // The marker goes first, `ready` last: rebuilt once both say so.
+    await eventually(async () => ((await app.rt.redis.get(keys.generation)) === runId ? true : undefined));
+    await eventually(async () => ((await app.rt.redis.exists(keys.ready)) === 1 ? true : undefined));
+    expect(await app.rt.redis.get(keys.stock(date))).toBe('0');
+    expect(await app.rt.redis.hget(keys.claims(date), '7')).toBe(victim.messageId);
+    await expectConsistent(app, date);
+  });
+
+  it('does not trust a cache built elsewhere because the admin reconcile repaired it', async () => {
+    const runId = await serverRunId(app.rt.redis);
+    // Another node is rebuilding (the lock is held), so only the reconcile writes meanwhile.
+    await app.rt.redis.set(keys.rebuildLock, 'test', 'PX', 30_000);
+    try {
+      // As the watchdog leaves it on noticing the move: `ready` gone, the old marker.
+      await app.rt.redis.multi().set(keys.generation, 'run-id-of-the-old-primary').del(keys.ready).exec();
+      const res = await app.post<RepairReport>('/api/admin/reconcile', {}, app.admin);
+      expect(res.body.code).toBe(200);
+      expect(await app.rt.redis.get(keys.generation)).toBe('run-id-of-the-old-primary');
+    } finally {
+      await app.rt.redis.del(keys.rebuildLock);
+    }
+    await eventually(async () => ((await app.rt.redis.get(keys.generation)) === runId ? true : undefined));
+    await eventually(async () => ((await app.rt.redis.exists(keys.ready)) === 1 ? true : undefined));
+    await expectConsistent(app, date);
   });
 });

@@ -149,7 +149,26 @@ describe('loadConfig', () => {
     ['VERIFY_HASH_WINDOW_MS', { VERIFY_HASH_WINDOW_MS: '500' }],
     ['TRUST_PROXY', { TRUST_PROXY: 'yes' }],
     ['WAIT_SLOTS_PER_IP', { WAIT_SLOTS_PER_IP: '1.5' }],
+    ['REDIS_SENTINELS', { REDIS_SENTINELS: '127.0.0.1' }],
+    ['REDIS_SENTINELS', { REDIS_SENTINELS: 'a:26379,,b:26379' }],
+    ['REDIS_SENTINELS', { REDIS_SENTINELS: 'a:70000' }],
+    ['REDIS_SENTINEL_NAME', { REDIS_SENTINELS: 'a:26379', REDIS_SENTINEL_NAME: 'my master' }],
+    ['QUEUE_PUBLISH_RETRY_MS', { QUEUE_PUBLISH_RETRY_MS: '-1' }],
   ];
+
+  it('reads the Redis sentinels (none by default)', () => {
+    expect(loadConfig(base()).redisSentinels).toBeNull();
+    expect(
+      loadConfig(base({ REDIS_SENTINELS: '10.0.0.1:26379,sentinel-b:26380', REDIS_SENTINEL_NAME: 'tickets' }))
+        .redisSentinels,
+    ).toEqual({
+      name: 'tickets',
+      hosts: [
+        { host: '10.0.0.1', port: 26379 },
+        { host: 'sentinel-b', port: 26380 },
+      ],
+    });
+  });
 
   it.each(bad)('refuses a bad %s (%j) with a ConfigError naming it', (variable, overrides) => {
     const err = configErrorOf(base(overrides));

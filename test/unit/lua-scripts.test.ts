@@ -72,7 +72,7 @@ describe('Lua scripts', () => {
   };
 
   beforeAll(() => {
-    redis = createRedis(REDIS_URL, namespace);
+    redis = createRedis({ redisUrl: REDIS_URL, redisSentinels: null }, namespace);
   });
   beforeEach(async () => {
     await deleteNamespace(redis, namespace);
@@ -278,6 +278,34 @@ describe('Lua scripts', () => {
       await redis.del(keys.stock(DATE));
       expect(await settle(1, 'm1', 1, 'drop')).toBe(1);
       expect(await redis.exists(keys.stock(DATE))).toBe(0);
+    });
+  });
+
+  describe('ADOPT', () => {
+    const adopt = (userId: number, messageId: string) =>
+      redis.adopt(keys.stock(DATE), keys.claims(DATE), keys.pending(DATE), userId, messageId);
+
+    it('counts an order whose reservation the cache lost: one ticket, and the claim', async () => {
+      await open(5);
+      expect(await adopt(1, 'm1')).toBe(1);
+      expect(await stock()).toBe('4');
+      expect(await redis.hget(keys.claims(DATE), '1')).toBe('m1');
+    });
+
+    it('leaves a pending reservation to settle', async () => {
+      await open(5);
+      await admit({ userId: 1, messageId: 'm1' });
+      expect(await adopt(1, 'm1')).toBe(0);
+      expect(await stock()).toBe('4');
+    });
+
+    it('does not count twice an order settled once already (its settle sent again after a lost answer)', async () => {
+      await open(5);
+      await admit({ userId: 1, messageId: 'm1' });
+      expect(await settle(1, 'm1', 0, 'keep')).toBe(1);
+      expect(await settle(1, 'm1', 0, 'keep')).toBe(0); // the resend: nothing pending any more
+      expect(await adopt(1, 'm1')).toBe(0);
+      expect(await stock()).toBe('4');
     });
   });
 
