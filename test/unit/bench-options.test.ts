@@ -160,7 +160,9 @@ describe('bench options, exactly', () => {
 
   it('documents every option and scenario in the usage text', () => {
     expect(USAGE.startsWith('Usage: npm run bench -- [options]\n')).toBe(true);
-    expect(USAGE).toContain('comma-separated subset of: echo, floor, submit, default, storm, poll, drain, flash\n');
+    expect(USAGE).toContain(
+      'comma-separated subset of: echo, floor, submit, default, storm, poll, drain, flash\n',
+    );
     for (const flag of [
       '--duration',
       '--warmup',
