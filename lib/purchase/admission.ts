@@ -12,7 +12,7 @@ export interface PurchaseRequest {
 }
 
 export type Admission =
-  | { outcome: 'OK'; remaining: number }
+  | { outcome: 'OK'; /** NaN when unknown (an admission sent twice) */ remaining: number }
   | { outcome: 'EXISTS'; claim: string }
   | { outcome: 'SOLD_OUT' | 'PAUSED' | 'RATE_LIMITED' | 'NOT_READY' };
 
@@ -93,6 +93,9 @@ export async function reserve(
     outboxEntry({ date, messageId, admitter }),
   );
   if (outcome === 'OK') return { outcome, remaining: Number(value) };
+  // The claim names this very admission: the client sent ADMIT again after a dropped connection
+  // (ioredis re-sends what was in flight), and the first run did everything.
+  if (outcome === 'EXISTS' && value === messageId) return { outcome: 'OK', remaining: NaN };
   if (outcome === 'EXISTS') return { outcome, claim: value };
   return { outcome: outcome as 'SOLD_OUT' | 'PAUSED' | 'RATE_LIMITED' | 'NOT_READY' };
 }

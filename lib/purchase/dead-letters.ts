@@ -23,7 +23,7 @@ export async function resendDeadLetter(
     admitter,
     rateLimited: false,
   });
-  if (admission.outcome !== 'OK' && !(admission.outcome === 'EXISTS' && admission.claim === messageId)) {
+  if (admission.outcome !== 'OK') {
     throw refusal(admission);
   }
   // The record is PENDING again: the failed run's error and completion no longer apply.

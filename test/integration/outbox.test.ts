@@ -111,6 +111,31 @@ describe('the outbox recovery', () => {
     expect(await stock()).toBe(before);
   });
 
+  it('takes an admission sent twice (a re-send after a dropped connection) as the one admission', async () => {
+    const messageId = 'outbox-twice-0001';
+    const before = await stock();
+    const admit = () =>
+      reserve(app.rt.redis, app.config, { userId: 6, date }, messageId, {
+        resultTtlSeconds: 3600,
+        admitter: app.rt.admitter,
+      });
+    expect((await admit()).outcome).toBe('OK');
+    // Not "already purchased" with its own message id, which would never be published.
+    expect((await admit()).outcome).toBe('OK');
+    expect(await stock()).toBe(before - 1);
+    expect(await app.rt.redis.zcard(keys.outbox)).toBe(1);
+    // Another message of the same user is still refused with the claim.
+    expect(
+      await reserve(app.rt.redis, app.config, { userId: 6, date }, 'outbox-twice-0002', {
+        resultTtlSeconds: 3600,
+        admitter: app.rt.admitter,
+      }),
+    ).toEqual({ outcome: 'EXISTS', claim: messageId });
+    // Never published here: past its grace, the outbox publishes it.
+    await eventually(async () => ((await result(messageId)).status === 'SUCCESS' ? true : undefined));
+    expect(await outboxSize()).toBe(0);
+  });
+
   it('leaves the admissions of a live process to it', async () => {
     const messageId = 'outbox-live-0001';
     // Owned by this very service (its heartbeat is live), and younger than the grace (3 s).
