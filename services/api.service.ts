@@ -21,6 +21,7 @@ import { checkHealth } from '../lib/health';
 import { prometheusText } from '../lib/metrics-reporter';
 import { publicDir } from '../lib/paths';
 import { runtimeOf } from '../lib/runtime';
+import { localGateway, localMonitor } from './local';
 import { streamResult } from '../lib/purchase/stream';
 import { streamMonitor } from '../lib/monitor/stream';
 import type { PurchaseRequest } from '../lib/purchase/admission';
@@ -129,7 +130,7 @@ const resultAnswers = new WeakMap<ResultRecord, string>();
  * holds. Anything else goes on to its action.
  */
 function answerLocally(this: ApiService, req: Req, res: ServerResponse, next: Next): void {
-  const gateway = runtimeOf(this.broker).gateway;
+  const gateway = localGateway(this.broker);
   if (!gateway) return next();
   if (req.method === 'POST' && req.parsedUrl === V2_SUBMIT) {
     const body = req.body as PurchaseRequest | null | undefined;
@@ -379,10 +380,10 @@ export function createApiService(config: Config): ServiceSchema<ApiSettingsSchem
             'GET tickets/v2/purchase/result/user': 'purchase.resultByUser',
             'POST tickets/v2/purchase/results': 'purchase.results',
             'GET tickets/v2/purchase/stream'(this: Service, req: Req, res: ServerResponse) {
-              streamResult(runtimeOf(this.broker), req, res, req.$user);
+              streamResult(localGateway(this.broker), req, res, req.$user);
             },
             'GET monitor/stream'(this: Service, req: Req, res: ServerResponse) {
-              streamMonitor(this.broker, config.monitor.intervalMs, req, res);
+              streamMonitor(this.broker, localMonitor(this.broker), config.monitor.intervalMs, req, res);
             },
             'GET monitor/snapshot': 'monitor.snapshot',
             'GET monitor/alerts': 'monitor.alerts',

@@ -32,13 +32,6 @@ export interface MonitorFeed {
   snapshot: MonitorSnapshot;
 }
 
-const monitors = new WeakMap<ServiceBroker, Monitor>();
-
-/** The monitor running in this broker, if any (the SSE route subscribes to it directly). */
-export function localMonitor(broker: ServiceBroker): Monitor | undefined {
-  return monitors.get(broker);
-}
-
 const mb = (bytes: number) => Math.round((bytes / 1048576) * 10) / 10;
 
 /** Queue figures read from JetStream directly, when no worker answers `queueStats`. */
@@ -74,6 +67,7 @@ export class Monitor {
   private latestSnapshot: MonitorSnapshot | null = null;
   private subscription?: Subscription;
   private stopped = false;
+  private started = false;
   private readonly deliveries = new Set<Promise<boolean>>();
   private readonly rules: AlertRule[];
 
@@ -88,6 +82,11 @@ export class Monitor {
 
   get latest(): MonitorSnapshot | null {
     return this.latestSnapshot;
+  }
+
+  /** Between start and stop: then the SSE route may subscribe to it directly. */
+  get running(): boolean {
+    return this.started && !this.stopped;
   }
 
   /** Idempotent; does nothing once stopped. */
@@ -123,12 +122,11 @@ export class Monitor {
         for (const change of changes) this.onChange(change);
         this.snapshotSubject.next(snapshot);
       });
-    monitors.set(this.broker, this);
+    this.started = true;
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    if (monitors.get(this.broker) === this) monitors.delete(this.broker);
     this.subscription?.unsubscribe();
     this.snapshotSubject.complete();
     this.alertSubject.complete();

@@ -14,7 +14,7 @@ import {
   type Observable,
   type Subscription,
 } from 'rxjs';
-import { localMonitor, type Monitor, type MonitorFeed } from './monitor';
+import type { Monitor, MonitorFeed } from './monitor';
 import type { Alert, MonitorSnapshot } from './types';
 import { EventStream, writeEnvelope } from '../sse';
 
@@ -66,11 +66,11 @@ function remoteEvents(broker: ServiceBroker, intervalMs: number): Observable<Str
  */
 export function streamMonitor(
   broker: ServiceBroker,
+  monitor: Monitor | undefined,
   intervalMs: number,
   req: IncomingMessage,
   res: ServerResponse,
 ): void {
-  const monitor = localMonitor(broker);
   const remote =
     !monitor && broker.registry.getServiceList({ onlyAvailable: true }).some((s) => s.name === 'monitor');
   if (!monitor && !remote) return writeEnvelope(res, 503, 5030, 'The monitor service is not running');

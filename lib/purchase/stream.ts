@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { concat, distinctUntilChanged, of, ReplaySubject, takeWhile } from 'rxjs';
 import { isTerminal } from '../../machines/purchase.machine';
-import type { Runtime } from '../runtime';
+import type { PurchaseGateway } from './gateway';
 import type { ResultRecord } from './results';
 import { messageIdRule } from '../validation';
 import { EventStream, writeEnvelope } from '../sse';
@@ -15,12 +15,16 @@ const MAX_STREAM_MS = 10 * 60_000;
  * the first read has answered, too): nothing is written after it left. Another user's message
  * (`owner` signed in) answers 6008 like a missing one.
  */
-export function streamResult(rt: Runtime, req: IncomingMessage, res: ServerResponse, owner?: number): void {
+export function streamResult(
+  gateway: PurchaseGateway | undefined,
+  req: IncomingMessage,
+  res: ServerResponse,
+  owner?: number,
+): void {
   const messageId = new URL(req.url ?? '', 'http://x').searchParams.get('messageId') ?? '';
   if (messageId.length > messageIdRule.max || !messageIdRule.pattern.test(messageId)) {
     return writeEnvelope(res, 400, 1001, "The 'messageId' field is missing or malformed.");
   }
-  const gateway = rt.gateway;
   if (!gateway) return writeEnvelope(res, 503, 5030, 'The purchase service is not running on this gateway');
 
   const stream = new EventStream(req, res);

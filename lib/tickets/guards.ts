@@ -1,4 +1,4 @@
-import type { GuardMutant } from '../guards';
+import type { GuardMutant } from '../guard-mutant';
 
 /** The synchronous V1 purchase's guard (orders.ts). */
 export const ticketGuards: GuardMutant[] = [
