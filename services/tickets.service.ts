@@ -9,10 +9,11 @@ import { runtimeOf, type Runtime } from '../lib/runtime';
 import { checkSaleTime, saleDates } from '../lib/sale/calendar';
 import { issueVerifyHash } from '../lib/sale/verify-hash';
 import { keys } from '../lib/store/keys';
-import { distrustMovedCache, rebuildCache, reconcileCache } from '../lib/tickets/cache';
+import { distrustMovedCache, rebuildCache, reconcileCache } from '../lib/purchase/cache';
 import { restockDay } from '../lib/tickets/stock';
 import { findDay, listSaleDays, rollDays, setSalePaused, setStock, toView } from '../lib/tickets/days';
-import { cancelOrder, ordersOfUser, purchaseV1, stats } from '../lib/tickets/orders';
+import { cancelOrder, ordersOfUser, stats } from '../lib/tickets/orders';
+import { purchaseV1 } from '../lib/purchase/v1';
 import {
   dateRule,
   orderNoRule,

@@ -162,10 +162,3 @@ export async function adoptOrder(
   );
   return done === 1;
 }
-
-/**
- * Claim values: a V2 message id, or for a synchronous purchase `v1:<orderNo>` once its order is made
- * and its reservation id `v1-<uuid>` while it is in flight (never a V2 message id to hand out).
- */
-export const v1Claim = (orderNo: string) => `v1:${orderNo}`;
-export const isV1Claim = (claim: string) => claim.startsWith('v1:') || claim.startsWith('v1-');

@@ -4,17 +4,9 @@ import { filter, map, merge, take, timer } from 'rxjs';
 import type { Runtime } from '../runtime';
 import { isTerminal, type PurchaseStatus } from '../../machines/purchase.machine';
 import { appError, refusalFrom, refusalOf, type AppError, type ErrorName, type Refusal } from '../errors';
-import { keys } from '../store/keys';
+import { isV1Claim, keys } from '../store/keys';
 import { validOrderOf, orderByMessageId } from '../tickets/orders';
-import {
-  checkHash,
-  checkSaleWindow,
-  isV1Claim,
-  refusal,
-  reserve,
-  settle,
-  type PurchaseRequest,
-} from './admission';
+import { checkHash, checkSaleWindow, refusal, reserve, settle, type PurchaseRequest } from './admission';
 import { OutboxAcks } from './outbox';
 import type { PurchaseQueue } from './queue';
 import { ResultHub } from './result-hub';

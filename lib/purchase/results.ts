@@ -1,6 +1,6 @@
 import type Redis from 'ioredis';
 import type { PurchaseStatus } from '../../machines/purchase.machine';
-import { keys } from '../store/keys';
+import { claimOf, keys } from '../store/keys';
 import { TurnBuffer } from '../turn-buffer';
 import type { OrderView } from '../tickets/orders';
 
@@ -47,7 +47,7 @@ export function toFields(record: Partial<ResultRecord>): Record<string, string> 
 export function fromOrder(order: OrderView): ResultRecord {
   const at = new Date(order.createdAt).toISOString();
   return {
-    messageId: order.messageId ?? `v1:${order.orderNo}`,
+    messageId: claimOf(order),
     userId: order.userId,
     date: order.date,
     status: 'SUCCESS',
