@@ -42,7 +42,6 @@ export class Runtime {
       url: this.config.databaseUrl,
       poolMax: this.config.db.writerPoolMax,
       name: 'miaosha-orders',
-      models: false,
     });
     return this.writerSequelize;
   }

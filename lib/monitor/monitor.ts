@@ -15,15 +15,13 @@ import {
 import { appError } from '../errors';
 import { checkHealth } from '../health';
 import { METRICS, registerMetrics } from '../metrics';
-import type { PurchaseQueue } from '../purchase/queue';
+import type { QueueStats } from '../purchase/queue';
 import type { ResultRecord } from '../purchase/results';
 import type { Runtime } from '../runtime';
 import { AlertBook, alertRules, evaluateAlerts, type AlertRule } from './alerts';
 import { monitorSnapshots } from './pipeline';
 import type { Alert, Dependencies, MonitorSnapshot, NodeStat, QueueSnapshot, SubmitReport } from './types';
 import { postWebhook, webhookPayload } from './webhook';
-
-type QueueStats = Omit<QueueSnapshot, 'consumers'> & { consumers?: number };
 
 /** What `monitor.feed` answers: the latest snapshot and the alert changes after a sequence number. */
 export interface MonitorFeed {
@@ -33,21 +31,6 @@ export interface MonitorFeed {
 }
 
 const mb = (bytes: number) => Math.round((bytes / 1048576) * 10) / 10;
-
-/** Queue figures read from JetStream directly, when no worker answers `queueStats`. */
-async function readQueueDirect(queue: PurchaseQueue): Promise<QueueStats> {
-  const [consumer, dlq] = await Promise.all([
-    queue.consumerInfo(),
-    queue.jsm.streams.info(queue.names.dlqStream),
-  ]);
-  return {
-    backlog: consumer.num_pending + consumer.num_ack_pending,
-    waiting: consumer.num_pending,
-    inProgress: consumer.num_ack_pending,
-    redelivered: consumer.num_redelivered,
-    deadLetters: dlq.state.messages,
-  };
-}
 
 /**
  * The monitor of one node: feeds broker events and polled readings into the RxJS pipeline,
@@ -193,8 +176,8 @@ export class Monitor {
               {},
               { timeout: 2000, retries: 0 },
             )
-            .catch(async () => readQueueDirect(await this.rt.queue(this.broker.nodeID)))
-        : await readQueueDirect(await this.rt.queue(this.broker.nodeID));
+            .catch(async () => (await this.rt.queue(this.broker.nodeID)).stats())
+        : await (await this.rt.queue(this.broker.nodeID)).stats();
     const queue: QueueSnapshot = {
       backlog: stats.backlog,
       waiting: stats.waiting,

@@ -16,7 +16,8 @@ import {
 } from 'rxjs';
 import type { Monitor, MonitorFeed } from './monitor';
 import type { Alert, MonitorSnapshot } from './types';
-import { EventStream, writeEnvelope } from '../sse';
+import { sendError } from '../envelope';
+import { EventStream } from '../sse';
 
 type StreamEvent = { event: 'snapshot'; data: MonitorSnapshot } | { event: 'alert'; data: Alert };
 
@@ -73,7 +74,7 @@ export function streamMonitor(
 ): void {
   const remote =
     !monitor && broker.registry.getServiceList({ onlyAvailable: true }).some((s) => s.name === 'monitor');
-  if (!monitor && !remote) return writeEnvelope(res, 503, 5030, 'The monitor service is not running');
+  if (!monitor && !remote) return sendError(res, 'UNAVAILABLE', 'The monitor service is not running');
   const events$ = monitor ? localEvents(monitor) : remoteEvents(broker, intervalMs);
   const stream = new EventStream(req, res);
   if (!stream.open()) return;

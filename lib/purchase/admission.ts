@@ -1,5 +1,6 @@
 import type Redis from 'ioredis';
 import type { Config } from '../../config';
+import type { PurchaseKey } from '../../machines/purchase.machine';
 import { appError, type AppError } from '../errors';
 import { checkSaleTime, type SaleCalendar } from '../sale/calendar';
 import { checkVerifyHash } from '../sale/verify-hash';
@@ -130,9 +131,7 @@ export async function settle(
   return done;
 }
 
-export interface Settlement {
-  userId: number;
-  messageId: string;
+export interface Settlement extends Pick<PurchaseKey, 'userId' | 'messageId'> {
   giveBack: boolean;
   claim: ClaimMode;
   claimValue?: string;

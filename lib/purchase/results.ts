@@ -1,14 +1,11 @@
 import type Redis from 'ioredis';
-import type { PurchaseStatus } from '../../machines/purchase.machine';
+import type { PurchaseKey, PurchaseStatus } from '../../machines/purchase.machine';
 import { claimOf, keys } from '../store/keys';
 import { TurnBuffer } from '../turn-buffer';
 import type { OrderView } from '../tickets/orders';
 
 /** The result record of SPEC §3, as stored in the Redis hash `result:<messageId>`. */
-export interface ResultRecord {
-  messageId: string;
-  userId: number;
-  date: string;
+export interface ResultRecord extends PurchaseKey {
   status: PurchaseStatus;
   ticketCode?: string;
   orderNo?: string;

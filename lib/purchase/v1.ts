@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { QueryTypes, UniqueConstraintError, ForeignKeyConstraintError, type Sequelize } from 'sequelize';
 import type { Runtime } from '../runtime';
-import { appError } from '../errors';
+import { appCodeOf, appError, ERRORS } from '../errors';
 import { keys, outboxEntry, v1Claim } from '../store/keys';
 import { findDay } from '../tickets/days';
 import { ORDER_COLUMNS, type OrderView } from '../tickets/orders';
@@ -23,9 +23,10 @@ export async function purchaseV1(rt: Runtime, req: PurchaseRequest): Promise<Ord
   try {
     order = await insertV1Order(rt.db, req.userId, req.date);
   } catch (err) {
-    const code = (err as { data?: { appCode?: number } }).data?.appCode;
     // Sold out in the database: the reservation was a phantom, nothing to give back.
-    await settle(redis, req, reservation, code !== 6002, 'drop').catch(() => undefined);
+    await settle(redis, req, reservation, appCodeOf(err) !== ERRORS.SOLD_OUT.code, 'drop').catch(
+      () => undefined,
+    );
     await done().catch(() => undefined);
     throw err;
   }
