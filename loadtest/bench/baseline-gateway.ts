@@ -11,6 +11,7 @@ import { loadConfig, type Config } from '../../config';
 import { brokerOptions } from '../../moleculer.config';
 import { envelope, gatewayBase } from '../../services/api.service';
 import { sendEnvelope } from '../../lib/envelope';
+import { ERRORS } from '../../lib/errors';
 
 export interface Baseline {
   name: string;
@@ -54,7 +55,11 @@ export async function serveBaseline(baseline: Baseline): Promise<void> {
       ],
       onError(_req: IncomingMessage, res: ServerResponse, err: Error & { code?: number }) {
         const status = typeof err.code === 'number' && err.code >= 400 && err.code < 600 ? err.code : 500;
-        sendEnvelope(res, status, { code: status === 404 ? 404 : 5000, message: err.message, data: null });
+        sendEnvelope(res, status, {
+          code: status === 404 ? 404 : ERRORS.INTERNAL.code,
+          message: err.message,
+          data: null,
+        });
       },
     },
     actions: { health: () => ({ up: true }) },
