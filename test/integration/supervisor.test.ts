@@ -168,11 +168,12 @@ describe('npm start: the supervisor runs the default layout', () => {
   it('a child that cannot start stops the whole start: exit code 1, no child left', async () => {
     const proc = new ServiceProcess({
       name: 'npm-start-no-db',
-      // Nothing listens on port 1: the gateway's first start fails, as without PostgreSQL.
+      // PostgreSQL answers (so the start-up check passes) but knows no such role: the gateway's
+      // first start fails.
       env: {
         ...dep.env,
         PORT: String(await freePort()),
-        DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none',
+        DATABASE_URL: 'postgres://no_such_role_miaosha@127.0.0.1:5432/none',
       },
     });
     const exit = await proc.exited;
