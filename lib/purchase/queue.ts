@@ -26,16 +26,8 @@ export interface PurchaseMessage extends PurchaseKey {
   queuedAt: string;
 }
 
-export interface QueueStats {
-  backlog: number;
-  waiting: number;
-  inProgress: number;
-  redelivered: number;
-  /** Pull requests waiting on the consumer. */
-  consumers: number;
-  ackFloor: number;
-  deadLetters: number;
-}
+/** The queue's figures (`PurchaseQueue.stats`). */
+export type QueueStats = Awaited<ReturnType<PurchaseQueue['stats']>>;
 
 export interface DeadLetter extends PurchaseMessage {
   error: string;
@@ -333,7 +325,7 @@ export class PurchaseQueue {
   }
 
   /** The queue's figures: the worker service's `queueStats`, and the monitor's when no worker answers. */
-  async stats(): Promise<QueueStats> {
+  async stats() {
     const [consumer, dlq] = await Promise.all([
       this.consumerInfo(),
       this.jsm.streams.info(this.names.dlqStream),
