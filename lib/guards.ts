@@ -1,23 +1,7 @@
+import type { GuardMutant } from './guard-mutant';
 import { dbGuards } from './db/guards';
 import { storeGuards } from './store/guards';
-import { ticketGuards } from './tickets/guards';
+import { v1Guards } from './purchase/guards';
 
-/**
- * A guard mutant: the smallest edit that removes one safety guard, and the tests that must fail
- * without it. `npm run test:guards` (test/guards/run.ts) applies each one alone to a scratch copy of
- * the tree and runs its tests; test/unit/guards.test.ts checks that every `find` text is still in
- * its file. Each list lives beside the code it mutates: a new guard gets a new mutant there.
- */
-export interface GuardMutant {
-  /** Unique, short: names the guard that the edit removes. */
-  name: string;
-  /** Path from the repository root. */
-  file: string;
-  /** Text that occurs exactly once in `file`. */
-  find: string;
-  replace: string;
-  /** Test files (from the repository root) of which at least one must fail. */
-  tests: string[];
-}
-
-export const guardMutants: readonly GuardMutant[] = [...dbGuards, ...storeGuards, ...ticketGuards];
+/** Every guard mutant (the type and the runner: guard-mutant.ts). */
+export const guardMutants: readonly GuardMutant[] = [...dbGuards, ...storeGuards, ...v1Guards];

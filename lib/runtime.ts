@@ -8,7 +8,6 @@ import type { SaleCalendar } from './sale/calendar';
 import { keys } from './store/keys';
 import { createRedis } from './store/redis';
 import { PurchaseQueue } from './purchase/queue';
-import type { PurchaseGateway } from './purchase/gateway';
 
 /**
  * The connections a process shares between its services, one set per broker so that several
@@ -21,8 +20,6 @@ export class Runtime {
   private queuePromise?: Promise<PurchaseQueue>;
   private admitterId?: string;
   private heartbeat?: NodeJS.Timeout;
-  /** Set by the purchase service on gateway nodes (long-poll and SSE need it). */
-  gateway?: PurchaseGateway;
 
   constructor(readonly config: Config) {
     const { timeZone, days, windowStart, windowEnd } = config.sale;
@@ -45,7 +42,6 @@ export class Runtime {
       url: this.config.databaseUrl,
       poolMax: this.config.db.writerPoolMax,
       name: 'miaosha-orders',
-      models: false,
     });
     return this.writerSequelize;
   }

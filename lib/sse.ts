@@ -1,18 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-
-/**
- * A JSON envelope on a raw response, if one can still be written: a client that left, or an answer
- * already under way, gets nothing more (writing then would throw ERR_HTTP_HEADERS_SENT).
- */
-export function writeEnvelope(res: ServerResponse, status: number, code: number, message: string): void {
-  if (res.headersSent || res.writableEnded || res.destroyed) return;
-  const payload = JSON.stringify({ code, message, data: null });
-  res.writeHead(status, {
-    'Content-Type': 'application/json; charset=utf-8',
-    'Content-Length': Buffer.byteLength(payload),
-  });
-  res.end(payload);
-}
+import { sendError } from './envelope';
+import type { ErrorName } from './errors';
 
 /**
  * A Server-Sent Events answer that a client may leave at any instant: once it left (or the stream
@@ -66,8 +54,8 @@ export class EventStream {
   }
 
   /** Answers with an envelope instead of a stream, when the headers are not sent yet; then closes. */
-  fail(status: number, code: number, message: string): void {
-    writeEnvelope(this.res, status, code, message);
+  fail(error: ErrorName, message?: string): void {
+    sendError(this.res, error, message);
     this.close();
   }
 

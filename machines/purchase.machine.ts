@@ -13,10 +13,14 @@ export function isTerminal(status: string): boolean {
   return (TERMINAL_STATUSES as readonly string[]).includes(status);
 }
 
-export interface PurchaseMachineInput {
+/** What names one purchase everywhere (queue message, machine, order writer): message, buyer, day. */
+export interface PurchaseKey {
   messageId: string;
   userId: number;
   date: string;
+}
+
+export interface PurchaseMachineInput extends PurchaseKey {
   /** 1-based JetStream delivery count of this delivery. */
   deliveryCount: number;
   /** JetStream max deliveries; on the last one, exhausted retries dead-letter. */
@@ -33,10 +37,7 @@ export type OrderOutcome =
   | { kind: 'success'; orderNo: string; ticketCode: string }
   | { kind: 'rejected'; errorCode: number; errorMessage: string };
 
-export interface ProcessOrderInput {
-  messageId: string;
-  userId: number;
-  date: string;
+export interface ProcessOrderInput extends PurchaseKey {
   /** 1-based try number within this delivery. */
   attempt: number;
 }

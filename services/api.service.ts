@@ -15,12 +15,14 @@ import {
   isTransientError,
   messageOf,
 } from '../lib/errors';
+import { failure, sendEnvelope, sendJson, success, type Envelope } from '../lib/envelope';
 import { clientIp, SECURITY_HEADERS, WaitSlots, WindowLimiter } from '../lib/abuse';
 import { createAuthenticator, type Authenticate } from '../lib/auth';
 import { checkHealth } from '../lib/health';
 import { prometheusText } from '../lib/metrics-reporter';
 import { publicDir } from '../lib/paths';
 import { runtimeOf } from '../lib/runtime';
+import { localGateway, localMonitor } from './local';
 import { streamResult } from '../lib/purchase/stream';
 import { streamMonitor } from '../lib/monitor/stream';
 import type { PurchaseRequest } from '../lib/purchase/admission';
@@ -46,28 +48,7 @@ interface AliasInfo {
 /** Node sets `_httpMessage` to the response in progress on a server socket. */
 type ClientSocket = Socket & { _httpMessage?: ServerResponse | null };
 
-interface Envelope {
-  code: number;
-  message: string;
-  data: unknown;
-}
-
 const HEADERS = Object.entries(SECURITY_HEADERS);
-
-const success = (data: unknown): Envelope => ({ code: 200, message: 'success', data });
-
-function send(res: ServerResponse, status: number, body: Envelope): void {
-  sendJson(res, status, JSON.stringify(body));
-}
-
-function sendJson(res: ServerResponse, status: number, payload: string): void {
-  if (res.headersSent) return;
-  res.writeHead(status, {
-    'Content-Type': 'application/json; charset=utf-8',
-    'Content-Length': Buffer.byteLength(payload),
-  });
-  res.end(payload);
-}
 
 const V2_SUBMIT = '/api/tickets/v2/purchase';
 const V2_RESULT = '/api/tickets/v2/purchase/result';
@@ -129,7 +110,7 @@ const resultAnswers = new WeakMap<ResultRecord, string>();
  * holds. Anything else goes on to its action.
  */
 function answerLocally(this: ApiService, req: Req, res: ServerResponse, next: Next): void {
-  const gateway = runtimeOf(this.broker).gateway;
+  const gateway = localGateway(this.broker);
   if (!gateway) return next();
   if (req.method === 'POST' && req.parsedUrl === V2_SUBMIT) {
     const body = req.body as PurchaseRequest | null | undefined;
@@ -144,7 +125,7 @@ function answerLocally(this: ApiService, req: Req, res: ServerResponse, next: Ne
     if (!isEmpty(req.query) || this.validPurchase?.(body) !== true) return next();
     const refusal = gateway.refuseLocally(body);
     if (!refusal) return next();
-    return send(res, refusal.http, { code: refusal.code, message: refusal.message, data: null });
+    return sendEnvelope(res, refusal.http, { code: refusal.code, message: refusal.message, data: null });
   }
   if (req.method === 'GET' && req.parsedUrl === V2_RESULT) {
     const query = req.query as { messageId?: string } | undefined;
@@ -192,28 +173,32 @@ export function errorEnvelope(err: unknown): { status: number; body: Envelope } 
         .join(' ') || ERRORS.INVALID_PARAM.message;
     return {
       status: 400,
-      body: { code: 1001, message, data: fields.map((f) => ({ field: f.field, message: f.message })) },
+      body: {
+        code: ERRORS.INVALID_PARAM.code,
+        message,
+        data: fields.map((f) => ({ field: f.field, message: f.message })),
+      },
     };
   }
   const status = typeof e.code === 'number' ? e.code : (e.status ?? 500);
   if (e.type === 'entity.too.large' || status === 413) {
-    return { status: 413, body: { code: 1001, message: 'Request body too large', data: null } };
+    return { status: 413, body: failure('INVALID_PARAM', 'Request body too large') };
   }
   if (
     e.type === 'entity.parse.failed' ||
     e.type === 'encoding.unsupported' ||
     e.type === 'charset.unsupported'
   ) {
-    return { status: 400, body: { code: 1001, message: 'Request body is not valid JSON', data: null } };
+    return { status: 400, body: failure('INVALID_PARAM', 'Request body is not valid JSON') };
   }
   // Other body-parser refusals (broken gzip, wrong content length…): moleculer-web wraps them in a bare
   // MoleculerError whose code is the parser's 4xx status or the Node error code.
   if (e.name === 'MoleculerError' && (typeof e.code === 'string' || (status >= 400 && status < 500))) {
-    return { status: 400, body: { code: 1001, message: 'Request body could not be read', data: null } };
+    return { status: 400, body: failure('INVALID_PARAM', 'Request body could not be read') };
   }
   // moleculer-web's own refusals: an undecodable path parameter (`%E0%A4%A`), a body that is no object.
   if (e.name === 'BadRequestError' || e.name === 'InvalidRequestBodyError') {
-    return { status: 400, body: { code: 1001, message: ERRORS.INVALID_PARAM.message, data: null } };
+    return { status: 400, body: failure('INVALID_PARAM') };
   }
   if (e.name === 'NotFoundError')
     return { status: 404, body: { code: 404, message: 'Not found', data: null } };
@@ -228,9 +213,9 @@ export function errorEnvelope(err: unknown): { status: number; body: Envelope } 
     // The database or Redis unreachable, a lock timeout, a deadlock: worth trying again shortly.
     isTransientError(err)
   ) {
-    return { status: 503, body: { code: 5030, message: ERRORS.UNAVAILABLE.message, data: null } };
+    return { status: 503, body: failure('UNAVAILABLE') };
   }
-  return { status: 500, body: { code: 5000, message: ERRORS.INTERNAL.message, data: null } };
+  return { status: 500, body: failure('INTERNAL') };
 }
 
 function tokenMatches(expected: string, header: string | undefined): boolean {
@@ -379,10 +364,10 @@ export function createApiService(config: Config): ServiceSchema<ApiSettingsSchem
             'GET tickets/v2/purchase/result/user': 'purchase.resultByUser',
             'POST tickets/v2/purchase/results': 'purchase.results',
             'GET tickets/v2/purchase/stream'(this: Service, req: Req, res: ServerResponse) {
-              streamResult(runtimeOf(this.broker), req, res, req.$user);
+              streamResult(localGateway(this.broker), req, res, req.$user);
             },
             'GET monitor/stream'(this: Service, req: Req, res: ServerResponse) {
-              streamMonitor(this.broker, config.monitor.intervalMs, req, res);
+              streamMonitor(this.broker, localMonitor(this.broker), config.monitor.intervalMs, req, res);
             },
             'GET monitor/snapshot': 'monitor.snapshot',
             'GET monitor/alerts': 'monitor.alerts',
@@ -400,8 +385,8 @@ export function createApiService(config: Config): ServiceSchema<ApiSettingsSchem
             async 'GET health'(this: Service, _req: Req, res: ServerResponse) {
               const health = await checkHealth(this.broker, runtimeOf(this.broker));
               const up = health.status === 'up';
-              send(res, up ? 200 : 503, {
-                code: up ? 200 : 5030,
+              sendEnvelope(res, up ? 200 : 503, {
+                code: up ? 200 : ERRORS.UNAVAILABLE.code,
                 message: up ? 'success' : ERRORS.UNAVAILABLE.message,
                 data: health,
               });
@@ -421,7 +406,7 @@ export function createApiService(config: Config): ServiceSchema<ApiSettingsSchem
               try {
                 file = path.join(path.dirname(require.resolve('chart.js')), 'chart.umd.js');
               } catch {
-                return send(res, 404, { code: 404, message: 'Not found', data: null });
+                return sendEnvelope(res, 404, { code: 404, message: 'Not found', data: null });
               }
               res.writeHead(200, {
                 'Content-Type': 'application/javascript; charset=utf-8',
@@ -439,7 +424,7 @@ export function createApiService(config: Config): ServiceSchema<ApiSettingsSchem
       onError(this: Service, req: Req, res: ServerResponse, err: Error) {
         const { status, body } = errorEnvelope(err);
         if (body.code === 5000) this.logger.error('Request failed', req.method, req.url, err);
-        send(res, status, body);
+        sendEnvelope(res, status, body);
       },
     },
     created(this: ApiService) {
@@ -467,7 +452,7 @@ export function createApiService(config: Config): ServiceSchema<ApiSettingsSchem
         answered.add(socket);
         const status =
           err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-        const payload = JSON.stringify({ code: 1001, message: 'Malformed or oversized request', data: null });
+        const payload = JSON.stringify(failure('INVALID_PARAM', 'Malformed or oversized request'));
         // Drain what the client still sends: closing with unread input would reset the connection
         // before the client has read the answer.
         socket.removeAllListeners('data');

@@ -45,20 +45,8 @@ const purchaseWorkerService: ServiceSchema<ServiceSettingSchema, Record<string, 
     },
 
     queueStats: {
-      async handler() {
-        const [consumer, dlq] = await Promise.all([
-          this.queue.consumerInfo(),
-          this.queue.jsm.streams.info(this.queue.names.dlqStream),
-        ]);
-        return {
-          backlog: consumer.num_pending + consumer.num_ack_pending,
-          waiting: consumer.num_pending,
-          inProgress: consumer.num_ack_pending,
-          redelivered: consumer.num_redelivered,
-          consumers: consumer.num_waiting,
-          ackFloor: consumer.ack_floor.stream_seq,
-          deadLetters: dlq.state.messages,
-        };
+      handler() {
+        return this.queue.stats();
       },
     },
   },

@@ -22,6 +22,8 @@ type CallerMeta = { userId?: number };
 type Vars = {
   rt: Runtime;
   gateway: PurchaseGateway;
+  /** The gateway while the service runs, for the api service of this node (services/local.ts). */
+  serving?: PurchaseGateway;
   outbox: OutboxKeeper;
   timers: NodeJS.Timeout[];
   submits: SubmitCounter;
@@ -125,7 +127,7 @@ const purchaseService: ServiceSchema<ServiceSettingSchema, Record<string, never>
       submitted: (outcome: Outcome) => this.countSubmit(outcome),
       resultRead: (level) => this.broker.metrics.increment(METRICS.cache, { level }),
     });
-    this.rt.gateway = this.gateway;
+    this.serving = this.gateway;
     this.gateway.setPaused((await this.rt.redis.exists(keys.paused)) === 1);
     await this.gateway.refreshBacklog().catch(() => undefined);
     const { config, redis, db, admitter } = this.rt;
@@ -157,7 +159,7 @@ const purchaseService: ServiceSchema<ServiceSettingSchema, Record<string, never>
   async stopped() {
     for (const timer of this.timers ?? []) clearInterval(timer);
     this.reportSubmits();
-    this.rt.gateway = undefined;
+    this.serving = undefined;
   },
 };
 

@@ -2,17 +2,18 @@ import { LRUCache } from 'lru-cache';
 import type { Context, ServiceSchema, ServiceSettingSchema } from 'moleculer';
 import { WindowLimiter } from '../lib/abuse';
 import { ensureDatabase, migrate, seedUsers } from '../lib/db';
-import { User } from '../lib/db/models';
+import { usersOf } from '../lib/db/models';
 import { appError } from '../lib/errors';
 import type { PurchaseRequest } from '../lib/purchase/admission';
 import { runtimeOf, type Runtime } from '../lib/runtime';
 import { checkSaleTime, saleDates } from '../lib/sale/calendar';
 import { issueVerifyHash } from '../lib/sale/verify-hash';
 import { keys } from '../lib/store/keys';
-import { distrustMovedCache, rebuildCache, reconcileCache } from '../lib/tickets/cache';
+import { distrustMovedCache, rebuildCache, reconcileCache } from '../lib/purchase/cache';
 import { restockDay } from '../lib/tickets/stock';
 import { findDay, listSaleDays, rollDays, setSalePaused, setStock, toView } from '../lib/tickets/days';
-import { cancelOrder, ordersOfUser, purchaseV1, stats } from '../lib/tickets/orders';
+import { cancelOrder, ordersOfUser, stats } from '../lib/tickets/orders';
+import { purchaseV1 } from '../lib/purchase/v1';
 import {
   dateRule,
   orderNoRule,
@@ -71,7 +72,7 @@ const ticketsService: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
         if (!time.allowed && time.reason === 'date-outside-window')
           throw appError('NO_SUCH_DAY', time.message);
         const [user, day] = await Promise.all([
-          User.findByPk(userId, { attributes: ['id'] }),
+          usersOf(this.rt.db).findByPk(userId, { attributes: ['id'] }),
           findDay(this.rt.db, date),
         ]);
         if (!user) throw appError('UNKNOWN_USER');

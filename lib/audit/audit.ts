@@ -5,7 +5,7 @@ import type { Config } from '../../config';
 import { isTerminal } from '../../machines/purchase.machine';
 import { natsOptions } from '../nats-options';
 import { queueNames } from '../purchase/queue';
-import { keys, parseOutboxEntry } from '../store/keys';
+import { claimOf, keys, parseOutboxEntry } from '../store/keys';
 import { createRedis } from '../store/redis';
 
 /**
@@ -509,7 +509,7 @@ async function audit(
       const holders = new Map<string, Set<string>>();
       for (const order of rows) {
         const claims = perDay[dates.indexOf(order.date)].claims;
-        const expected = order.messageId ?? `v1:${order.orderNo}`;
+        const expected = claimOf(order);
         const claim = claims[String(order.userId)];
         if (!holders.has(order.date)) holders.set(order.date, new Set());
         holders.get(order.date)!.add(String(order.userId));

@@ -1,4 +1,4 @@
-import type { GuardMutant } from '../guards';
+import type { GuardMutant } from '../guard-mutant';
 
 const file = 'lib/db/migrations.ts';
 const tests = ['test/integration/wrong-cache.test.ts'];

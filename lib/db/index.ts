@@ -2,7 +2,6 @@ import pg from 'pg';
 import { Sequelize, type QueryInterface } from 'sequelize';
 import { SequelizeStorage, Umzug } from 'umzug';
 import { migrations } from './migrations';
-import { defineModels } from './models';
 
 // Every BIGINT the service stores (user ids, order ids, counts) fits a JS safe integer.
 pg.types.setTypeParser(pg.types.builtins.INT8, (value: string) => Number(value));
@@ -15,25 +14,15 @@ export interface DbOptions {
   log?: (sql: string) => void;
   /** The connection's name in pg_stat_activity. */
   name?: string;
-  /** False for a pool that only runs raw statements (the order writer's): the models stay bound to the main one. */
-  models?: boolean;
 }
 
-export function createSequelize({
-  url,
-  poolMax,
-  log,
-  name = 'miaosha',
-  models = true,
-}: DbOptions): Sequelize {
-  const sequelize = new Sequelize(url, {
+export function createSequelize({ url, poolMax, log, name = 'miaosha' }: DbOptions): Sequelize {
+  return new Sequelize(url, {
     dialect: 'postgres',
     logging: log ?? false,
     pool: { max: poolMax, min: 0, idle: 10_000, acquire: 10_000 },
     dialectOptions: { application_name: name, statement_timeout: 15_000 },
   });
-  if (models) defineModels(sequelize);
-  return sequelize;
 }
 
 const databaseName = (url: string) => decodeURIComponent(new URL(url).pathname.replace(/^\//, ''));

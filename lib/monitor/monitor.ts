@@ -15,15 +15,13 @@ import {
 import { appError } from '../errors';
 import { checkHealth } from '../health';
 import { METRICS, registerMetrics } from '../metrics';
-import type { PurchaseQueue } from '../purchase/queue';
+import type { QueueStats } from '../purchase/queue';
 import type { ResultRecord } from '../purchase/results';
 import type { Runtime } from '../runtime';
 import { AlertBook, alertRules, evaluateAlerts, type AlertRule } from './alerts';
 import { monitorSnapshots } from './pipeline';
 import type { Alert, Dependencies, MonitorSnapshot, NodeStat, QueueSnapshot, SubmitReport } from './types';
 import { postWebhook, webhookPayload } from './webhook';
-
-type QueueStats = Omit<QueueSnapshot, 'consumers'> & { consumers?: number };
 
 /** What `monitor.feed` answers: the latest snapshot and the alert changes after a sequence number. */
 export interface MonitorFeed {
@@ -32,29 +30,7 @@ export interface MonitorFeed {
   snapshot: MonitorSnapshot;
 }
 
-const monitors = new WeakMap<ServiceBroker, Monitor>();
-
-/** The monitor running in this broker, if any (the SSE route subscribes to it directly). */
-export function localMonitor(broker: ServiceBroker): Monitor | undefined {
-  return monitors.get(broker);
-}
-
 const mb = (bytes: number) => Math.round((bytes / 1048576) * 10) / 10;
-
-/** Queue figures read from JetStream directly, when no worker answers `queueStats`. */
-async function readQueueDirect(queue: PurchaseQueue): Promise<QueueStats> {
-  const [consumer, dlq] = await Promise.all([
-    queue.consumerInfo(),
-    queue.jsm.streams.info(queue.names.dlqStream),
-  ]);
-  return {
-    backlog: consumer.num_pending + consumer.num_ack_pending,
-    waiting: consumer.num_pending,
-    inProgress: consumer.num_ack_pending,
-    redelivered: consumer.num_redelivered,
-    deadLetters: dlq.state.messages,
-  };
-}
 
 /**
  * The monitor of one node: feeds broker events and polled readings into the RxJS pipeline,
@@ -74,6 +50,7 @@ export class Monitor {
   private latestSnapshot: MonitorSnapshot | null = null;
   private subscription?: Subscription;
   private stopped = false;
+  private started = false;
   private readonly deliveries = new Set<Promise<boolean>>();
   private readonly rules: AlertRule[];
 
@@ -88,6 +65,11 @@ export class Monitor {
 
   get latest(): MonitorSnapshot | null {
     return this.latestSnapshot;
+  }
+
+  /** Between start and stop: then the SSE route may subscribe to it directly. */
+  get running(): boolean {
+    return this.started && !this.stopped;
   }
 
   /** Idempotent; does nothing once stopped. */
@@ -123,12 +105,11 @@ export class Monitor {
         for (const change of changes) this.onChange(change);
         this.snapshotSubject.next(snapshot);
       });
-    monitors.set(this.broker, this);
+    this.started = true;
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    if (monitors.get(this.broker) === this) monitors.delete(this.broker);
     this.subscription?.unsubscribe();
     this.snapshotSubject.complete();
     this.alertSubject.complete();
@@ -195,8 +176,8 @@ export class Monitor {
               {},
               { timeout: 2000, retries: 0 },
             )
-            .catch(async () => readQueueDirect(await this.rt.queue(this.broker.nodeID)))
-        : await readQueueDirect(await this.rt.queue(this.broker.nodeID));
+            .catch(async () => (await this.rt.queue(this.broker.nodeID)).stats())
+        : await (await this.rt.queue(this.broker.nodeID)).stats();
     const queue: QueueSnapshot = {
       backlog: stats.backlog,
       waiting: stats.waiting,

@@ -14,9 +14,10 @@ import {
   type Observable,
   type Subscription,
 } from 'rxjs';
-import { localMonitor, type Monitor, type MonitorFeed } from './monitor';
+import type { Monitor, MonitorFeed } from './monitor';
 import type { Alert, MonitorSnapshot } from './types';
-import { EventStream, writeEnvelope } from '../sse';
+import { sendError } from '../envelope';
+import { EventStream } from '../sse';
 
 type StreamEvent = { event: 'snapshot'; data: MonitorSnapshot } | { event: 'alert'; data: Alert };
 
@@ -66,14 +67,14 @@ function remoteEvents(broker: ServiceBroker, intervalMs: number): Observable<Str
  */
 export function streamMonitor(
   broker: ServiceBroker,
+  monitor: Monitor | undefined,
   intervalMs: number,
   req: IncomingMessage,
   res: ServerResponse,
 ): void {
-  const monitor = localMonitor(broker);
   const remote =
     !monitor && broker.registry.getServiceList({ onlyAvailable: true }).some((s) => s.name === 'monitor');
-  if (!monitor && !remote) return writeEnvelope(res, 503, 5030, 'The monitor service is not running');
+  if (!monitor && !remote) return sendError(res, 'UNAVAILABLE', 'The monitor service is not running');
   const events$ = monitor ? localEvents(monitor) : remoteEvents(broker, intervalMs);
   const stream = new EventStream(req, res);
   if (!stream.open()) return;

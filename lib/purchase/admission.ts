@@ -1,5 +1,6 @@
 import type Redis from 'ioredis';
 import type { Config } from '../../config';
+import type { PurchaseKey } from '../../machines/purchase.machine';
 import { appError, type AppError } from '../errors';
 import { checkSaleTime, type SaleCalendar } from '../sale/calendar';
 import { checkVerifyHash } from '../sale/verify-hash';
@@ -133,9 +134,7 @@ export async function settle(
   return done;
 }
 
-export interface Settlement {
-  userId: number;
-  messageId: string;
+export interface Settlement extends Pick<PurchaseKey, 'userId' | 'messageId'> {
   giveBack: boolean;
   claim: ClaimMode;
   claimValue?: string;
@@ -165,10 +164,3 @@ export async function adoptOrder(
   );
   return done === 1;
 }
-
-/**
- * Claim values: a V2 message id, or for a synchronous purchase `v1:<orderNo>` once its order is made
- * and its reservation id `v1-<uuid>` while it is in flight (never a V2 message id to hand out).
- */
-export const v1Claim = (orderNo: string) => `v1:${orderNo}`;
-export const isV1Claim = (claim: string) => claim.startsWith('v1:') || claim.startsWith('v1-');

@@ -3,18 +3,19 @@ import { LRUCache } from 'lru-cache';
 import { filter, map, merge, take, timer } from 'rxjs';
 import type { Runtime } from '../runtime';
 import { isTerminal, type PurchaseStatus } from '../../machines/purchase.machine';
-import { appError, refusalFrom, refusalOf, type AppError, type ErrorName, type Refusal } from '../errors';
-import { keys } from '../store/keys';
-import { validOrderOf, orderByMessageId } from '../tickets/orders';
 import {
-  checkHash,
-  checkSaleWindow,
-  isV1Claim,
-  refusal,
-  reserve,
-  settle,
-  type PurchaseRequest,
-} from './admission';
+  appCodeOf,
+  appError,
+  ERRORS,
+  refusalFrom,
+  refusalOf,
+  type AppError,
+  type ErrorName,
+  type Refusal,
+} from '../errors';
+import { isV1Claim, keys } from '../store/keys';
+import { validOrderOf, orderByMessageId } from '../tickets/orders';
+import { checkHash, checkSaleWindow, refusal, reserve, settle, type PurchaseRequest } from './admission';
 import { OutboxAcks } from './outbox';
 import type { PurchaseQueue } from './queue';
 import { ResultHub } from './result-hub';
@@ -224,8 +225,8 @@ export class PurchaseGateway {
         try {
           return await this.result(messageId, 0, owner);
         } catch (err) {
-          if ((err as { data?: { appCode?: number } }).data?.appCode !== 6008) throw err;
-          return { messageId, code: 6008, message: 'No such message' };
+          if (appCodeOf(err) !== ERRORS.NOT_FOUND.code) throw err;
+          return { messageId, code: ERRORS.NOT_FOUND.code, message: 'No such message' };
         }
       }),
     );

@@ -1,17 +1,11 @@
 import { bufferTime, filter, Subject, type Subscription } from 'rxjs';
 import { QueryTypes, type Sequelize } from 'sequelize';
 import type Redis from 'ioredis';
-import type { OrderOutcome } from '../../machines/purchase.machine';
+import type { OrderOutcome, PurchaseKey } from '../../machines/purchase.machine';
 import { ERRORS, isTransientError } from '../errors';
 import { adoptOrder, settleMany, type Settlement } from './admission';
 
-export interface OrderRequest {
-  messageId: string;
-  userId: number;
-  date: string;
-}
-
-interface Pending extends OrderRequest {
+interface Pending extends PurchaseKey {
   resolve(outcome: OrderOutcome): void;
   reject(err: unknown): void;
   /** Its order was inserted by the commit that decided it (not found from an earlier delivery). */
@@ -88,7 +82,7 @@ export class OrderWriter {
       });
   }
 
-  submit(request: OrderRequest): Promise<OrderOutcome> {
+  submit(request: PurchaseKey): Promise<OrderOutcome> {
     return new Promise((resolve, reject) => this.requests$.next({ ...request, resolve, reject }));
   }
 

@@ -1,10 +1,10 @@
 import type Redis from 'ioredis';
 import type { Sequelize } from 'sequelize';
 import { ERRORS } from '../errors';
-import { keys, outboxEntry, parseOutboxEntry, type OutboxEntry } from '../store/keys';
+import { isV1Claim, keys, outboxEntry, parseOutboxEntry, v1Claim, type OutboxEntry } from '../store/keys';
 import { validOrderOf } from '../tickets/orders';
 import { TurnBuffer } from '../turn-buffer';
-import { isV1Claim, settle, v1Claim } from './admission';
+import { settle } from './admission';
 import type { PurchaseQueue } from './queue';
 import { ResultRecorder, toFields, type ResultRecord } from './results';
 

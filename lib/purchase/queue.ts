@@ -16,17 +16,18 @@ import {
   type PubAck,
   type StoredMsg,
 } from 'nats';
+import type { PurchaseKey } from '../../machines/purchase.machine';
 import type { Config } from '../../config';
 import { natsOptions } from '../nats-options';
 import { TurnBuffer } from '../turn-buffer';
 
 /** What travels on the queue for each accepted purchase. */
-export interface PurchaseMessage {
-  messageId: string;
-  userId: number;
-  date: string;
+export interface PurchaseMessage extends PurchaseKey {
   queuedAt: string;
 }
+
+/** The queue's figures (`PurchaseQueue.stats`). */
+export type QueueStats = Awaited<ReturnType<PurchaseQueue['stats']>>;
 
 export interface DeadLetter extends PurchaseMessage {
   error: string;
@@ -321,6 +322,23 @@ export class PurchaseQueue {
 
   consumerInfo(): Promise<ConsumerInfo> {
     return this.jsm.consumers.info(this.names.stream, this.names.consumer);
+  }
+
+  /** The queue's figures: the worker service's `queueStats`, and the monitor's when no worker answers. */
+  async stats() {
+    const [consumer, dlq] = await Promise.all([
+      this.consumerInfo(),
+      this.jsm.streams.info(this.names.dlqStream),
+    ]);
+    return {
+      backlog: consumer.num_pending + consumer.num_ack_pending,
+      waiting: consumer.num_pending,
+      inProgress: consumer.num_ack_pending,
+      redelivered: consumer.num_redelivered,
+      consumers: consumer.num_waiting,
+      ackFloor: consumer.ack_floor.stream_seq,
+      deadLetters: dlq.state.messages,
+    };
   }
 
   /** Dead letters, oldest first (at most `limit`). */

@@ -1,14 +1,11 @@
 import type Redis from 'ioredis';
-import type { PurchaseStatus } from '../../machines/purchase.machine';
-import { keys } from '../store/keys';
+import type { PurchaseKey, PurchaseStatus } from '../../machines/purchase.machine';
+import { claimOf, keys } from '../store/keys';
 import { TurnBuffer } from '../turn-buffer';
 import type { OrderView } from '../tickets/orders';
 
 /** The result record of SPEC §3, as stored in the Redis hash `result:<messageId>`. */
-export interface ResultRecord {
-  messageId: string;
-  userId: number;
-  date: string;
+export interface ResultRecord extends PurchaseKey {
   status: PurchaseStatus;
   ticketCode?: string;
   orderNo?: string;
@@ -47,7 +44,7 @@ export function toFields(record: Partial<ResultRecord>): Record<string, string> 
 export function fromOrder(order: OrderView): ResultRecord {
   const at = new Date(order.createdAt).toISOString();
   return {
-    messageId: order.messageId ?? `v1:${order.orderNo}`,
+    messageId: claimOf(order),
     userId: order.userId,
     date: order.date,
     status: 'SUCCESS',

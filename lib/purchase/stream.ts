@@ -1,10 +1,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { concat, distinctUntilChanged, of, ReplaySubject, takeWhile } from 'rxjs';
 import { isTerminal } from '../../machines/purchase.machine';
-import type { Runtime } from '../runtime';
+import type { PurchaseGateway } from './gateway';
 import type { ResultRecord } from './results';
 import { messageIdRule } from '../validation';
-import { EventStream, writeEnvelope } from '../sse';
+import { appCodeOf, ERRORS } from '../errors';
+import { sendError } from '../envelope';
+import { EventStream } from '../sse';
 
 const HEARTBEAT_MS = 15_000;
 const MAX_STREAM_MS = 10 * 60_000;
@@ -15,13 +17,17 @@ const MAX_STREAM_MS = 10 * 60_000;
  * the first read has answered, too): nothing is written after it left. Another user's message
  * (`owner` signed in) answers 6008 like a missing one.
  */
-export function streamResult(rt: Runtime, req: IncomingMessage, res: ServerResponse, owner?: number): void {
+export function streamResult(
+  gateway: PurchaseGateway | undefined,
+  req: IncomingMessage,
+  res: ServerResponse,
+  owner?: number,
+): void {
   const messageId = new URL(req.url ?? '', 'http://x').searchParams.get('messageId') ?? '';
   if (messageId.length > messageIdRule.max || !messageIdRule.pattern.test(messageId)) {
-    return writeEnvelope(res, 400, 1001, "The 'messageId' field is missing or malformed.");
+    return sendError(res, 'INVALID_PARAM', "The 'messageId' field is missing or malformed.");
   }
-  const gateway = rt.gateway;
-  if (!gateway) return writeEnvelope(res, 503, 5030, 'The purchase service is not running on this gateway');
+  if (!gateway) return sendError(res, 'UNAVAILABLE', 'The purchase service is not running on this gateway');
 
   const stream = new EventStream(req, res);
   // Buffer transitions from now on, so none is lost while the current status is read.
@@ -49,9 +55,9 @@ export function streamResult(rt: Runtime, req: IncomingMessage, res: ServerRespo
         clearTimeout(timeout);
       });
     },
-    (err: { data?: { appCode?: number } }) => {
-      if (err?.data?.appCode === 6008) stream.fail(404, 6008, 'No such message');
-      else stream.fail(503, 5030, 'A dependency is unavailable, try again shortly');
+    (err: unknown) => {
+      if (appCodeOf(err) === ERRORS.NOT_FOUND.code) stream.fail('NOT_FOUND', 'No such message');
+      else stream.fail('UNAVAILABLE');
     },
   );
 }

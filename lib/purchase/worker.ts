@@ -7,6 +7,7 @@ import type { Config } from '../../config';
 import {
   isTerminal,
   purchaseMachine,
+  SYSTEM_ERROR_CODE,
   type OrderOutcome,
   type ProcessOrderInput,
   type StatusReport,
@@ -307,7 +308,7 @@ export class PurchaseWorker {
         this.transitions$.next(record);
         if (!terminal) return;
         this.hooks.finished?.(record, Date.now() - Date.parse(message.queuedAt));
-        if (r.errorCode === 5000) this.hooks.deadLettered?.(record);
+        if (r.errorCode === SYSTEM_ERROR_CODE) this.hooks.deadLettered?.(record);
       },
       () => undefined, // the delivery fails on it and is redelivered
     );

@@ -1,4 +1,4 @@
-import type { GuardMutant } from '../guards';
+import type { GuardMutant } from '../guard-mutant';
 
 const file = 'lib/store/scripts.ts';
 const tests = ['test/unit/lua-scripts.test.ts'];

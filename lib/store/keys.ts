@@ -4,7 +4,7 @@
  */
 export const keys = {
   ready: 'ready',
-  /** The run id of the Redis server the cache was last rebuilt on (see lib/tickets/cache.ts). */
+  /** The run id of the Redis server the cache was last rebuilt on (see lib/purchase/cache.ts). */
   generation: 'generation',
   paused: 'paused',
   rebuildLock: 'rebuild-lock',
@@ -20,6 +20,16 @@ export const keys = {
   userRate: (userId: number) => `rl:u:${userId}`,
   globalRate: 'rl:g',
 };
+
+/**
+ * Claim values: a V2 message id, or for a synchronous purchase `v1:<orderNo>` once its order is made
+ * and its reservation id `v1-<uuid>` while it is in flight (never a V2 message id to hand out).
+ */
+export const v1Claim = (orderNo: string) => `v1:${orderNo}`;
+export const isV1Claim = (claim: string) => claim.startsWith('v1:') || claim.startsWith('v1-');
+/** The claim a committed order holds: its message id (V2) or its V1 claim. */
+export const claimOf = (order: { messageId: string | null; orderNo: string }) =>
+  order.messageId ?? v1Claim(order.orderNo);
 
 /** One admission in the outbox: its sale day, its message (or V1 reservation) id, and its admitter. */
 export interface OutboxEntry {

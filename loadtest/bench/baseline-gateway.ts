@@ -10,6 +10,8 @@ import ApiGateway from 'moleculer-web';
 import { loadConfig, type Config } from '../../config';
 import { brokerOptions } from '../../moleculer.config';
 import { envelope, gatewayBase } from '../../services/api.service';
+import { sendEnvelope } from '../../lib/envelope';
+import { ERRORS } from '../../lib/errors';
 
 export interface Baseline {
   name: string;
@@ -53,13 +55,11 @@ export async function serveBaseline(baseline: Baseline): Promise<void> {
       ],
       onError(_req: IncomingMessage, res: ServerResponse, err: Error & { code?: number }) {
         const status = typeof err.code === 'number' && err.code >= 400 && err.code < 600 ? err.code : 500;
-        const payload = JSON.stringify({
-          code: status === 404 ? 404 : 5000,
+        sendEnvelope(res, status, {
+          code: status === 404 ? 404 : ERRORS.INTERNAL.code,
           message: err.message,
           data: null,
         });
-        res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8' });
-        res.end(payload);
       },
     },
     actions: { health: () => ({ up: true }) },

@@ -1,5 +1,6 @@
 import type autocannon from 'autocannon';
 import { loadConfig } from '../../config';
+import { ERRORS } from '../../lib/errors';
 import { PurchaseQueue } from '../../lib/purchase/queue';
 import { saleDates } from '../../lib/sale/calendar';
 import { keys } from '../../lib/store/keys';
@@ -507,7 +508,7 @@ export async function stormScenario(bench: Bench, results: Results): Promise<voi
   results.check(
     'storm',
     'every answer is 409 / 6002 (sold out)',
-    conflicts === load.completed && load.errors === 0 && sample.body.code === 6002,
+    conflicts === load.completed && load.errors === 0 && sample.body.code === ERRORS.SOLD_OUT.code,
     `${errorsColumn(load)}; sample code ${sample.body.code}`,
   );
   const orders = (await ordersOn(bench, [date])) - ordersBefore;
@@ -750,7 +751,7 @@ export async function flashScenario(bench: Bench, results: Results): Promise<voi
       const id = answer.body.data.messageId;
       sentAt.set(id, performance.timeOrigin + answer.sentAt);
       pending.add(id);
-    } else if (answer.body.code === 6002) {
+    } else if (answer.body.code === ERRORS.SOLD_OUT.code) {
       outcome.rejected++;
       everyone.add(answer.ms);
     } else {

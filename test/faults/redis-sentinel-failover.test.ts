@@ -1,7 +1,7 @@
 import type Redis from 'ioredis';
 import { keys } from '../../lib/store/keys';
 import { createRedis } from '../../lib/store/redis';
-import { serverRunId } from '../../lib/tickets/cache';
+import { serverRunId } from '../../lib/purchase/cache';
 import { RedisSentinelSet } from '../helpers/cluster';
 import {
   acceptedIds,

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { GuardMutant } from '../../lib/guards';
+import type { GuardMutant } from '../../lib/guard-mutant';
 
 /** How many times `find` occurs in `text`. */
 const occurrences = (text: string, find: string) => text.split(find).length - 1;

@@ -9,7 +9,8 @@ import { spawnSync } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { guardMutants, type GuardMutant } from '../../lib/guards';
+import type { GuardMutant } from '../../lib/guard-mutant';
+import { guardMutants } from '../../lib/guards';
 import { listProblems, mutated } from './mutants';
 
 const ROOT = resolve(__dirname, '../..');

@@ -4,6 +4,7 @@ import type { PurchaseGateway } from '../../lib/purchase/gateway';
 import { keys } from '../../lib/store/keys';
 import { deleteNamespace } from '../../lib/store/redis';
 import { setSalePaused } from '../../lib/tickets/days';
+import { localGateway } from '../../services/local';
 import { eventually, startApp, type TestApp } from '../helpers/app';
 
 /**
@@ -17,7 +18,7 @@ jest.setTimeout(120_000);
 
 type Submit = { messageId: string; status: string };
 
-const gatewayOf = (app: TestApp): PurchaseGateway => app.rt.gateway!;
+const gatewayOf = (app: TestApp): PurchaseGateway => localGateway(app.broker)!;
 
 async function submit(app: TestApp, userId: number, date = app.dates[0]) {
   return app.post<Submit>('/api/tickets/v2/purchase', { userId, date, verifyHash: app.hash(userId, date) });

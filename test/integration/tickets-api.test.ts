@@ -128,6 +128,18 @@ describe('tickets API (foundation)', () => {
       expectEnvelope(res, 404, 6006);
     });
 
+    it('looks the user up in its own database while another broker of the process has fewer users', async () => {
+      // Started after `app`: a model bound process-wide to the last pool made would ask this database.
+      const other = await startApp({ SEED_USERS: '5' });
+      try {
+        expectEnvelope(await app.get(`/api/tickets/verify-hash?userId=20&date=${today}`), 200, 200);
+        const there = await other.get(`/api/tickets/verify-hash?userId=20&date=${other.dates[0]}`);
+        expectEnvelope(there, 404, 6006);
+      } finally {
+        await other.stop();
+      }
+    });
+
     it.each([
       ['yesterday', -1],
       ['the day after the window', 3],

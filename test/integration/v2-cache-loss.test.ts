@@ -1,7 +1,7 @@
 import type { ResultRecord } from '../../lib/purchase/results';
 import { deleteNamespace } from '../../lib/store/redis';
 import { keys } from '../../lib/store/keys';
-import { serverRunId, type RepairReport } from '../../lib/tickets/cache';
+import { serverRunId, type RepairReport } from '../../lib/purchase/cache';
 import { eventually, startApp, type TestApp } from '../helpers/app';
 import { dayStock, expectConsistent, resultOf, submit, terminal, validOrders } from '../helpers/purchase';
 

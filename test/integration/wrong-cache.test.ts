@@ -2,7 +2,7 @@ import type { ServiceBroker } from 'moleculer';
 import { loadConfig } from '../../config';
 import { createBroker } from '../../lib/broker';
 import type { OrderView } from '../../lib/tickets/orders';
-import type { RepairReport } from '../../lib/tickets/cache';
+import type { RepairReport } from '../../lib/purchase/cache';
 import { keys } from '../../lib/store/keys';
 import { startApp, type HttpAnswer, type TestApp } from '../helpers/app';
 import {
@@ -20,7 +20,7 @@ import {
  * above the database's, claims lost, a result record deleted, an order committed but not settled)
  * and the database's guards alone must hold. These are the tests that fail when a guard of
  * lib/db/migrations.ts or the V1 conditional decrement is removed (see lib/db/guards.ts and
- * lib/tickets/guards.ts, run by `npm run test:guards`).
+ * lib/purchase/guards.ts, run by `npm run test:guards`).
  */
 
 const SLOW = 120_000;

@@ -1,10 +1,10 @@
-import type { GuardMutant } from '../guards';
+import type { GuardMutant } from '../guard-mutant';
 
-/** The synchronous V1 purchase's guard (orders.ts). */
-export const ticketGuards: GuardMutant[] = [
+/** The synchronous V1 purchase's guard (v1.ts). */
+export const v1Guards: GuardMutant[] = [
   {
     name: 'V1 conditional decrement: only while remaining > 0',
-    file: 'lib/tickets/orders.ts',
+    file: 'lib/purchase/v1.ts',
     find: "WHERE date = $1 AND remaining > 0 AND status = 'on_sale' RETURNING remaining",
     replace: "WHERE date = $1 AND status = 'on_sale' RETURNING remaining",
     tests: ['test/integration/wrong-cache.test.ts'],

@@ -1,11 +1,11 @@
 import type Redis from 'ioredis';
 import type { Runtime } from '../runtime';
-import { fromOrder, toFields } from '../purchase/results';
-import { keys } from '../store/keys';
+import { claimOf, keys } from '../store/keys';
 import { deleteNamespace } from '../store/redis';
-import { findDays, salePausedAt } from './days';
-import { validOrdersOfDay } from './orders';
-import { restockDay } from './stock';
+import { findDays, salePausedAt } from '../tickets/days';
+import { validOrdersOfDay } from '../tickets/orders';
+import { restockDay } from '../tickets/stock';
+import { fromOrder, toFields } from './results';
 
 export interface DayRepair {
   date: string;
@@ -41,7 +41,7 @@ export async function reconcileCache(rt: Runtime, dates: readonly string[]): Pro
     ]);
     const expected = new Map<string, string>();
     for (const [messageId, userId] of Object.entries(pending)) expected.set(userId, messageId);
-    for (const o of orders) expected.set(String(o.userId), o.messageId ?? `v1:${o.orderNo}`);
+    for (const o of orders) expected.set(String(o.userId), claimOf(o));
 
     const toAdd: Record<string, string> = {};
     for (const [userId, claim] of expected) if (cachedClaims[userId] !== claim) toAdd[userId] = claim;

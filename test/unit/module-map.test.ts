@@ -1,0 +1,106 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+/**
+ * The import rules of docs/architecture.md, checked on madge's graph of the tree, and the checker
+ * behind `npm run cycles` (part of `npm run lint`): both run madge with the options in package.json,
+ * type imports included.
+ */
+type Graph = Record<string, string[]>;
+
+interface Rule {
+  name: string;
+  from: RegExp;
+  to: RegExp;
+  /** Files the rule does not apply to yet, each with its reason. */
+  except?: RegExp;
+}
+
+const RULES: Rule[] = [
+  { name: 'config imports nothing of the project', from: /^config\//, to: /^(?!config\/)/ },
+  {
+    name: 'the machine is pure: it imports nothing of the project',
+    from: /^machines\//,
+    to: /^(?!machines\/)/,
+  },
+  {
+    name: 'the library does not import services',
+    from: /^lib\//,
+    to: /^services\//,
+    // The program (process entry, broker assembly) still lives in lib/ (issue #15 moves it).
+    except: /^lib\/broker\.ts$/,
+  },
+  {
+    name: 'tickets (days and orders in PostgreSQL) do not import purchase',
+    from: /^lib\/tickets\//,
+    to: /^lib\/purchase\//,
+  },
+  {
+    name: 'the stores and the sale rules import no feature module',
+    from: /^lib\/(store|sale|db)\//,
+    to: /^lib\/(tickets|purchase|monitor|audit)\//,
+  },
+  { name: 'purchase does not import the monitor', from: /^lib\/purchase\//, to: /^lib\/monitor\// },
+  {
+    name: 'only the audit tool imports itself',
+    from: /^(?!lib\/audit\/)(lib|services|machines|config)\//,
+    to: /^lib\/audit\//,
+  },
+];
+
+function violations(graph: Graph, rules: Rule[] = RULES): string[] {
+  const found: string[] = [];
+  for (const [file, deps] of Object.entries(graph)) {
+    for (const rule of rules) {
+      if (!rule.from.test(file) || rule.except?.test(file)) continue;
+      for (const dep of deps) if (rule.to.test(dep)) found.push(`${rule.name}: ${file} imports ${dep}`);
+    }
+  }
+  return found;
+}
+
+const root = path.resolve(__dirname, '../..');
+const madge = (...args: string[]) =>
+  spawnSync(path.join(root, 'node_modules/.bin/madge'), ['--json', ...args], { cwd: root, encoding: 'utf8' });
+
+describe('module map', () => {
+  it('the tree keeps the import rules', () => {
+    const graph = JSON.parse(madge('.').stdout) as Graph;
+    expect(Object.keys(graph)).toEqual(expect.arrayContaining(['lib/runtime.ts', 'services/api.service.ts']));
+    expect(violations(graph)).toEqual([]);
+  });
+
+  it('names each import that breaks a rule', () => {
+    expect(
+      violations({
+        'lib/tickets/orders.ts': ['lib/purchase/admission.ts', 'lib/store/keys.ts'],
+        'machines/purchase.machine.ts': ['lib/errors.ts'],
+        'lib/health.ts': ['services/local.ts'],
+        'lib/broker.ts': ['services/api.service.ts'],
+      }),
+    ).toEqual([
+      'tickets (days and orders in PostgreSQL) do not import purchase: lib/tickets/orders.ts imports lib/purchase/admission.ts',
+      'the machine is pure: it imports nothing of the project: machines/purchase.machine.ts imports lib/errors.ts',
+      'the library does not import services: lib/health.ts imports services/local.ts',
+    ]);
+  });
+});
+
+describe('import cycle checker', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'cycles-'));
+    writeFileSync(path.join(dir, 'a.ts'), "import type { B } from './b';\nexport interface A { b?: B }\n");
+    writeFileSync(path.join(dir, 'b.ts'), "import type { A } from './a';\nexport interface B { a?: A }\n");
+    writeFileSync(path.join(dir, 'c.ts'), "import type { A } from './a';\nexport type C = A;\n");
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('finds a cycle made only of type imports, and fails', () => {
+    const run = madge('--circular', dir);
+    expect(JSON.parse(run.stdout)).toEqual([['a.ts', 'b.ts']]);
+    expect(run.status).toBe(1);
+  });
+});
