@@ -8,7 +8,8 @@ export interface DependencyState {
 }
 
 export interface Health {
-  status: 'up' | 'down';
+  /** `starting` until every local service has started: a balancer must not send traffic yet. */
+  status: 'up' | 'down' | 'starting';
   node: string;
   uptimeSeconds: number;
   dependencies: Record<'postgres' | 'redis' | 'nats', DependencyState>;
@@ -53,8 +54,9 @@ export async function checkHealth(broker: ServiceBroker, rt: Runtime): Promise<H
       : Promise.resolve<DependencyState>({ up: false, error: 'disconnected' }),
   ]);
   const dependencies = { postgres, redis, nats };
+  const up = Object.values(dependencies).every((d) => d.up);
   return {
-    status: Object.values(dependencies).every((d) => d.up) ? 'up' : 'down',
+    status: !broker.started ? 'starting' : up ? 'up' : 'down',
     node: broker.nodeID,
     uptimeSeconds: Math.round(process.uptime()),
     dependencies,

@@ -1,4 +1,6 @@
+import { ServiceBroker } from 'moleculer';
 import { QueryTypes } from 'sequelize';
+import { checkHealth } from '../../lib/health';
 import { addDays, weekdayOf } from '../../lib/sale/calendar';
 import { checkVerifyHash, issueVerifyHash } from '../../lib/sale/verify-hash';
 import { keys } from '../../lib/store/keys';
@@ -451,6 +453,14 @@ describe('tickets API (foundation)', () => {
         redis: { up: true },
         nats: { up: true },
       });
+    });
+
+    it('/health says "starting" (answered 503) until every local service of the node has started', async () => {
+      // A node whose HTTP door opened before its purchase service registered would answer 5030 to
+      // purchases: a load balancer reading /health must wait.
+      const notYet = new ServiceBroker({ logger: false });
+      expect((await checkHealth(notYet, app.rt)).status).toBe('starting');
+      expect((await checkHealth(app.broker, app.rt)).status).toBe('up');
     });
 
     it('/metrics is Prometheus text with the service metrics', async () => {
