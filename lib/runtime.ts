@@ -9,6 +9,9 @@ import { keys } from './store/keys';
 import { createRedis } from './store/redis';
 import { PurchaseQueue } from './purchase/queue';
 
+/** How long an admitter's heartbeat key outlives its last beat. */
+const ADMITTER_TTL_MS = 3000;
+
 /**
  * The connections a process shares between its services, one set per broker so that several
  * brokers (tests, benchmarks) can live in one process with different namespaces.
@@ -96,9 +99,6 @@ export class Runtime {
     this.redisClient = undefined;
   }
 }
-
-/** How long an admitter's heartbeat key outlives its last beat. */
-export const ADMITTER_TTL_MS = 3000;
 
 const runtimes = new WeakMap<ServiceBroker, Runtime>();
 
