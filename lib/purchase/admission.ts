@@ -65,13 +65,23 @@ export async function reserve(
   config: Config,
   req: { userId: number; date: string },
   messageId: string,
-  { resultTtlSeconds, admitter, now = new Date(), rateLimited = true }: ReserveOptions,
+  options: ReserveOptions,
 ): Promise<Admission> {
-  const { userId, date } = req;
+  const [outcome, value] = await redis.admit(...admitArgs(config, req, messageId, options));
+  return admissionOf(outcome, value, messageId);
+}
+
+/** ADMIT's keys and arguments for one admission (store/scripts.ts), in the script's order. */
+export function admitArgs(
+  config: Config,
+  { userId, date }: { userId: number; date: string },
+  messageId: string,
+  { resultTtlSeconds, admitter, now = new Date(), rateLimited = true }: ReserveOptions,
+): (string | number)[] {
   const rl = rateLimited
     ? config.rateLimit
     : { userMax: 0, userWindowMs: 1, globalMax: 0, globalWindowMs: 1 };
-  const [outcome, value] = await redis.admit(
+  return [
     keys.ready,
     keys.paused,
     keys.userRate(userId),
@@ -92,7 +102,11 @@ export async function reserve(
     now.toISOString(),
     now.getTime(),
     outboxEntry({ date, messageId, admitter }),
-  );
+  ];
+}
+
+/** ADMIT's answer for the admission of `messageId`. */
+export function admissionOf(outcome: string, value: string, messageId: string): Admission {
   if (outcome === 'OK') return { outcome, remaining: Number(value) };
   // The claim names this very admission: the client sent ADMIT again after a dropped connection
   // (ioredis re-sends what was in flight), and the first run did everything.

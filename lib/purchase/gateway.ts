@@ -15,11 +15,12 @@ import {
 } from '../errors';
 import { isV1Claim, keys } from '../store/keys';
 import { validOrderOf, orderByMessageId } from '../tickets/orders';
-import { checkHash, checkSaleWindow, refusal, reserve, settle, type PurchaseRequest } from './admission';
+import { checkHash, checkSaleWindow, refusal, settle, type PurchaseRequest } from './admission';
+import { AdmissionBatch } from './admit-batch';
 import { OutboxAcks } from './outbox';
 import type { PurchaseQueue } from './queue';
 import { ResultHub } from './result-hub';
-import { fromOrder, readCachedResult, ResultRecorder, type ResultRecord } from './results';
+import { fromOrder, readCachedResult, type ResultRecord } from './results';
 
 export interface SubmitAnswer {
   messageId: string;
@@ -51,8 +52,9 @@ export class PurchaseGateway {
    * read per id and second. (A real message is in Redis before its id is handed out.)
    */
   private readonly unknown = new LRUCache<string, true>({ max: 10_000, ttl: 1000 });
-  /** Adds the stream sequence to the PENDING records, for queue positions (one Redis call a turn). */
-  private readonly recorder: ResultRecorder;
+  /** Admissions, one Redis call a turn. */
+  private readonly admissions: AdmissionBatch;
+  /** Outbox removals and the stream sequences of PENDING records (queue positions), one call a turn. */
   private readonly outboxAcks: OutboxAcks;
   /** Days this gateway knows are sold out, with the claims snapshot that keeps resubmits idempotent. */
   private readonly soldOut = new Map<string, { claims: Map<string, string>; loaded: boolean }>();
@@ -65,7 +67,7 @@ export class PurchaseGateway {
     private readonly events: GatewayEvents,
   ) {
     this.terminal = new LRUCache({ max: Math.max(1, rt.config.cache.resultLruSize) });
-    this.recorder = new ResultRecorder(rt.redis, rt.config.resultTtlSeconds);
+    this.admissions = new AdmissionBatch(rt.redis, rt.config);
     this.outboxAcks = new OutboxAcks(rt.redis);
   }
 
@@ -109,7 +111,7 @@ export class PurchaseGateway {
     const admitter = this.rt.admitter;
     let admission;
     try {
-      admission = await reserve(redis, config, req, messageId, {
+      admission = await this.admissions.reserve(req, messageId, {
         resultTtlSeconds: config.resultTtlSeconds,
         admitter,
         now: queuedAt,
@@ -155,8 +157,7 @@ export class PurchaseGateway {
         appError('UNAVAILABLE', 'The purchase queue is unavailable, try again'),
       );
     }
-    this.outboxAcks.remove({ date: req.date, messageId, admitter });
-    this.recorder.record(messageId, 'PENDING', { seq: String(seq) }).catch(() => undefined);
+    this.outboxAcks.remove({ date: req.date, messageId, admitter }, seq);
     this.events.submitted('accepted');
     const position = this.positionOf(seq);
     return {

@@ -19,17 +19,31 @@ import { ResultRecorder, toFields, type ResultRecord } from './results';
  * the ticket returns to the sale and the result becomes FAILED (5030).
  */
 
-/** Takes acknowledged admissions out of the outbox: one ZREM per event-loop turn. */
+interface Published {
+  entry: string;
+  messageId: string;
+  /** JetStream's sequence of the message; undefined when its publish failed and was undone. */
+  seq?: number;
+}
+
+/**
+ * Takes acknowledged admissions out of the outbox and writes their stream sequence into their
+ * waiting result records (queue positions): one PUBLISHED call per event-loop turn.
+ */
 export class OutboxAcks {
-  private readonly acked = new TurnBuffer<string>(
-    (entries) => void this.redis.zrem(keys.outbox, ...entries).catch(() => undefined), // recovery clears it
-    1000,
-  );
+  private readonly acked = new TurnBuffer<Published>((batch) => this.write(batch), 1000);
 
   constructor(private readonly redis: Redis) {}
 
-  remove(entry: OutboxEntry): void {
-    this.acked.add(outboxEntry(entry));
+  remove(entry: OutboxEntry, seq?: number): void {
+    this.acked.add({ entry: outboxEntry(entry), messageId: entry.messageId, seq });
+  }
+
+  private write(batch: Published[]): void {
+    const args: (string | number)[] = [batch.length + 1, keys.outbox];
+    for (const p of batch) args.push(keys.result(p.messageId));
+    for (const p of batch) args.push(p.entry, p.seq === undefined ? '' : p.seq);
+    void this.redis.published(...args).catch(() => undefined); // recovery clears the outbox
   }
 }
 

@@ -1,10 +1,12 @@
 import Redis, { type RedisOptions, type Result } from 'ioredis';
 import type { Config } from '../../config';
-import { ADMIT, ADOPT, RECORD, RESTOCK, SETTLE } from './scripts';
+import { ADMIT, ADMIT_MANY, ADOPT, PUBLISHED, RECORD, RESTOCK, SETTLE } from './scripts';
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
     admit(...args: (string | number)[]): Result<[string, string], Context>;
+    admitMany(...args: (string | number)[]): Result<string[], Context>;
+    published(...args: (string | number)[]): Result<number, Context>;
     settle(...args: (string | number)[]): Result<number[], Context>;
     restock(...args: (string | number)[]): Result<number, Context>;
     adopt(...args: (string | number)[]): Result<number, Context>;
@@ -33,6 +35,8 @@ export function createRedis(target: RedisTarget, namespace: string, extra: Redis
     ...extra,
   });
   redis.defineCommand('admit', { numberOfKeys: 9, lua: ADMIT });
+  redis.defineCommand('admitMany', { lua: ADMIT_MANY }); // KEYS count first: 9 per admission
+  redis.defineCommand('published', { lua: PUBLISHED }); // KEYS count first: 1 + one per entry
   redis.defineCommand('settle', { numberOfKeys: 3, lua: SETTLE });
   redis.defineCommand('restock', { numberOfKeys: 2, lua: RESTOCK });
   redis.defineCommand('adopt', { numberOfKeys: 3, lua: ADOPT });

@@ -12,37 +12,60 @@
  *       result record), date, nowIso, nowMs, outboxEntry
  * Returns {outcome, value}: NOT_READY | PAUSED | RATE_LIMITED | EXISTS <claim> | SOLD_OUT | OK <remaining>
  */
-export const ADMIT = `
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'NOT_READY', ''} end
-if redis.call('EXISTS', KEYS[2]) == 1 then return {'PAUSED', ''} end
-local userMax = tonumber(ARGV[3])
-if userMax > 0 then
-  local n = redis.call('INCR', KEYS[3])
-  if n == 1 then redis.call('PEXPIRE', KEYS[3], ARGV[4]) end
-  if n > userMax then return {'RATE_LIMITED', ''} end
+const ADMIT_ONE = `
+local function admit(K, k, A, a)
+  if redis.call('EXISTS', K[k + 1]) == 0 then return 'NOT_READY', '' end
+  if redis.call('EXISTS', K[k + 2]) == 1 then return 'PAUSED', '' end
+  local userMax = tonumber(A[a + 3])
+  if userMax > 0 then
+    local n = redis.call('INCR', K[k + 3])
+    if n == 1 then redis.call('PEXPIRE', K[k + 3], A[a + 4]) end
+    if n > userMax then return 'RATE_LIMITED', '' end
+  end
+  local globalMax = tonumber(A[a + 5])
+  if globalMax > 0 then
+    local n = redis.call('INCR', K[k + 4])
+    if n == 1 then redis.call('PEXPIRE', K[k + 4], A[a + 6]) end
+    if n > globalMax then return 'RATE_LIMITED', '' end
+  end
+  local claim = redis.call('HGET', K[k + 6], A[a + 1])
+  if claim then return 'EXISTS', claim end
+  local stock = redis.call('GET', K[k + 5])
+  if not stock then return 'NOT_READY', '' end
+  if tonumber(stock) <= 0 then return 'SOLD_OUT', '' end
+  local remaining = redis.call('DECR', K[k + 5])
+  redis.call('HSET', K[k + 6], A[a + 1], A[a + 2])
+  redis.call('HSET', K[k + 7], A[a + 2], A[a + 1])
+  redis.call('ZADD', K[k + 9], A[a + 10], A[a + 11])
+  local ttl = tonumber(A[a + 7])
+  if ttl > 0 then
+    redis.call('HSET', K[k + 8], 'messageId', A[a + 2], 'userId', A[a + 1], 'date', A[a + 8],
+      'status', 'PENDING', 'attempts', '0', 'queuedAt', A[a + 9], 'updatedAt', A[a + 9])
+    redis.call('EXPIRE', K[k + 8], ttl)
+  end
+  return 'OK', tostring(remaining)
 end
-local globalMax = tonumber(ARGV[5])
-if globalMax > 0 then
-  local n = redis.call('INCR', KEYS[4])
-  if n == 1 then redis.call('PEXPIRE', KEYS[4], ARGV[6]) end
-  if n > globalMax then return {'RATE_LIMITED', ''} end
+`;
+
+export const ADMIT = `${ADMIT_ONE}
+local outcome, value = admit(KEYS, 0, ARGV, 0)
+return {outcome, value}
+`;
+
+/**
+ * admitMany — several admissions in one call (a gateway's admissions of one event-loop turn), each
+ * exactly as ADMIT decides it, in order: one that follows another of the same user in the batch finds
+ * its claim. KEYS and ARGV: those of ADMIT, one admission after the other (9 keys, 11 values each).
+ * Returns {outcome1, value1, outcome2, value2, …}.
+ */
+export const ADMIT_MANY = `${ADMIT_ONE}
+local answers = {}
+for i = 0, #KEYS / 9 - 1 do
+  local outcome, value = admit(KEYS, i * 9, ARGV, i * 11)
+  answers[#answers + 1] = outcome
+  answers[#answers + 1] = value
 end
-local claim = redis.call('HGET', KEYS[6], ARGV[1])
-if claim then return {'EXISTS', claim} end
-local stock = redis.call('GET', KEYS[5])
-if not stock then return {'NOT_READY', ''} end
-if tonumber(stock) <= 0 then return {'SOLD_OUT', ''} end
-local remaining = redis.call('DECR', KEYS[5])
-redis.call('HSET', KEYS[6], ARGV[1], ARGV[2])
-redis.call('HSET', KEYS[7], ARGV[2], ARGV[1])
-redis.call('ZADD', KEYS[9], ARGV[10], ARGV[11])
-local ttl = tonumber(ARGV[7])
-if ttl > 0 then
-  redis.call('HSET', KEYS[8], 'messageId', ARGV[2], 'userId', ARGV[1], 'date', ARGV[8], 'status', 'PENDING',
-    'attempts', '0', 'queuedAt', ARGV[9], 'updatedAt', ARGV[9])
-  redis.call('EXPIRE', KEYS[8], ttl)
-end
-return {'OK', tostring(remaining)}
+return answers
 `;
 
 /**
@@ -150,4 +173,28 @@ for i, key in ipairs(KEYS) do
   end
 end
 return written
+`;
+
+/**
+ * published — what a gateway writes once JetStream acknowledged its messages (those of one
+ * event-loop turn in one call): each admission leaves the outbox, and the stream sequence goes into
+ * its result record for queue positions while the record is still waiting (never into a finished or
+ * a lost one: the worker's final record carries the sequence itself). An entry without a sequence
+ * only leaves the outbox (a publish that failed and was undone).
+ * KEYS: outbox, then one result key per entry
+ * ARGV: per entry: outboxEntry, seq ('' = none)
+ * Returns the number of entries removed from the outbox.
+ */
+export const PUBLISHED = `
+local removed = 0
+for i = 2, #KEYS do
+  local a = 2 * (i - 1) - 1
+  removed = removed + redis.call('ZREM', KEYS[1], ARGV[a])
+  local seq = ARGV[a + 1]
+  if seq ~= '' then
+    local status = redis.call('HGET', KEYS[i], 'status')
+    if status and status ~= 'SUCCESS' and status ~= 'FAILED' then redis.call('HSET', KEYS[i], 'seq', seq) end
+  end
+end
+return removed
 `;

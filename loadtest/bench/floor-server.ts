@@ -1,9 +1,10 @@
 /**
  * The "submit floor": the least work any accepted V2 submit needs, on the echo's gateway. It
  * validates the body with the service's rules, checks the sale calendar and the verify hash, makes
- * the service's one-round-trip Redis admission and one JetStream publish through the service's
- * publisher, awaiting its acknowledgement, and takes the admission out of the outbox. Nothing else runs beside it: no workers and no database,
- * no result events, no metrics, no queue positions. The full service does all this and makes the
+ * the service's one-round-trip Redis admission (batched per event-loop turn, as the gateway does)
+ * and one JetStream publish through the service's publisher, awaiting its acknowledgement, and takes
+ * the admission out of the outbox. Nothing else runs beside it: no workers and no database, no
+ * result events, no metrics, no queue positions. The full service does all this and makes the
  * orders too, on the same machine: the floor's ratio to the echo bounds what the submit scenario
  * can reach through the same gateway path.
  * It uses its own NAMESPACE (keys and streams); the bench removes them at the end.
@@ -12,7 +13,8 @@ import { randomUUID } from 'node:crypto';
 import type { Context } from 'moleculer';
 import type { Config } from '../../config';
 import { appError } from '../../lib/errors';
-import { checkRequest, refusal, reserve, type PurchaseRequest } from '../../lib/purchase/admission';
+import { checkRequest, refusal, type PurchaseRequest } from '../../lib/purchase/admission';
+import { AdmissionBatch } from '../../lib/purchase/admit-batch';
 import { OutboxAcks } from '../../lib/purchase/outbox';
 import { Runtime } from '../../lib/runtime';
 import { saleDates } from '../../lib/sale/calendar';
@@ -23,12 +25,18 @@ import { runBaseline } from './baseline-gateway';
 /** Stock for every sale day: the floor never runs out. */
 const FLOOR_STOCK = 1_000_000_000;
 
-async function submit(runtime: Runtime, acks: OutboxAcks, req: PurchaseRequest) {
-  const { config, redis, admitter } = runtime;
+interface Door {
+  runtime: Runtime;
+  admissions: AdmissionBatch;
+  acks: OutboxAcks;
+}
+
+async function submit({ runtime, admissions, acks }: Door, req: PurchaseRequest) {
+  const { config, admitter } = runtime;
   const now = new Date();
   checkRequest(config, runtime.calendar, req, now);
   const messageId = randomUUID();
-  const admission = await reserve(redis, config, req, messageId, {
+  const admission = await admissions.reserve(req, messageId, {
     resultTtlSeconds: config.resultTtlSeconds,
     admitter,
     now,
@@ -53,14 +61,18 @@ runBaseline({
   action: 'floor.submit',
   services: (config: Config) => {
     const runtime = new Runtime(config);
-    const acks = new OutboxAcks(runtime.redis);
+    const door: Door = {
+      runtime,
+      admissions: new AdmissionBatch(runtime.redis, config),
+      acks: new OutboxAcks(runtime.redis),
+    };
     return [
       {
         name: 'floor',
         actions: {
           submit: {
             params: purchaseParams,
-            handler: (ctx: Context<PurchaseRequest>) => submit(runtime, acks, ctx.params),
+            handler: (ctx: Context<PurchaseRequest>) => submit(door, ctx.params),
           },
         },
         async started() {

@@ -1,4 +1,7 @@
 import type Redis from 'ioredis';
+import { loadConfig } from '../../config';
+import { AdmissionBatch } from '../../lib/purchase/admit-batch';
+import { OutboxAcks } from '../../lib/purchase/outbox';
 import { ResultRecorder } from '../../lib/purchase/results';
 import { keys, outboxEntry } from '../../lib/store/keys';
 import { createRedis, deleteNamespace } from '../../lib/store/redis';
@@ -224,6 +227,111 @@ describe('Lua scripts', () => {
     });
   });
 
+  describe('ADMIT_MANY', () => {
+    /** ADMIT's keys and values of each admission, one after the other. */
+    const admitMany = (batch: AdmitArgs[]) => {
+      const all = batch.map((a) => admitCall(a));
+      return redis.admitMany(
+        9 * batch.length,
+        ...all.flatMap((args) => args.slice(0, 9)),
+        ...all.flatMap((args) => args.slice(9)),
+      );
+    };
+    const admitCall = (a: AdmitArgs): (string | number)[] => [
+      keys.ready,
+      keys.paused,
+      keys.userRate(a.userId),
+      keys.globalRate,
+      keys.stock(DATE),
+      keys.claims(DATE),
+      keys.pending(DATE),
+      keys.result(a.messageId),
+      keys.outbox,
+      a.userId,
+      a.messageId,
+      a.userMax ?? 0,
+      a.userWindowMs ?? 1000,
+      a.globalMax ?? 0,
+      a.globalWindowMs ?? 1000,
+      a.resultTtl ?? 0,
+      DATE,
+      NOW,
+      Date.parse(NOW),
+      outboxEntry({ date: DATE, messageId: a.messageId, admitter: 'test' }),
+    ];
+
+    it('decides each admission of a batch in order, as ADMIT one after the other would', async () => {
+      await open(2);
+      const answers = await admitMany([
+        { userId: 1, messageId: 'a', resultTtl: 60 },
+        { userId: 1, messageId: 'b', resultTtl: 60 }, // the same user again: finds the claim just made
+        { userId: 2, messageId: 'c', resultTtl: 60 },
+        { userId: 3, messageId: 'd', resultTtl: 60 }, // the last ticket went to c
+        { userId: 4, messageId: 'e', userMax: 1, userWindowMs: 60_000 },
+      ]);
+      expect(answers).toEqual(['OK', '1', 'EXISTS', 'a', 'OK', '0', 'SOLD_OUT', '', 'SOLD_OUT', '']);
+      expect(await redis.hgetall(keys.claims(DATE))).toEqual({ 1: 'a', 2: 'c' });
+      expect(await redis.hgetall(keys.pending(DATE))).toEqual({ a: '1', c: '2' });
+      expect(await redis.hget(keys.result('c'), 'status')).toBe('PENDING');
+      expect(await redis.exists(keys.result('b'), keys.result('d'))).toBe(0);
+      expect(await redis.zcard(keys.outbox)).toBe(2);
+      expect(await redis.get(keys.userRate(4))).toBe('1');
+
+      // The same admissions alone, on a fresh namespace, answer the same.
+      await deleteNamespace(redis, namespace);
+      await open(2);
+      const alone = [];
+      for (const a of [
+        { userId: 1, messageId: 'a' },
+        { userId: 1, messageId: 'b' },
+        { userId: 2, messageId: 'c' },
+        { userId: 3, messageId: 'd' },
+      ])
+        alone.push(...(await admit(a)));
+      expect(alone).toEqual(answers.slice(0, 8));
+    });
+
+    it('answers NOT_READY and PAUSED for every admission of the batch', async () => {
+      expect(
+        await admitMany([
+          { userId: 1, messageId: 'a' },
+          { userId: 2, messageId: 'b' },
+        ]),
+      ).toEqual(['NOT_READY', '', 'NOT_READY', '']);
+      await open(5);
+      await redis.set(keys.paused, NOW);
+      expect(await admitMany([{ userId: 1, messageId: 'a' }])).toEqual(['PAUSED', '']);
+      expect(await stock()).toBe('5');
+    });
+
+    it('AdmissionBatch sends the admissions of one turn as one call, each answered as reserve answers', async () => {
+      await open(2);
+      const config = loadConfig({ ...process.env, RATE_LIMIT_USER_MAX: '0', RATE_LIMIT_GLOBAL_MAX: '0' });
+      const batch = new AdmissionBatch(redis, config);
+      const calls = jest.spyOn(redis, 'admitMany');
+      const options = { resultTtlSeconds: 60, admitter: 'test', now: new Date(NOW) };
+      const answers = await Promise.all([
+        batch.reserve({ userId: 1, date: DATE }, 'a', options),
+        batch.reserve({ userId: 1, date: DATE }, 'b', options),
+        batch.reserve({ userId: 2, date: DATE }, 'c', options),
+        batch.reserve({ userId: 3, date: DATE }, 'd', options),
+      ]);
+      expect(calls.mock.contexts.filter((self) => self === redis)).toHaveLength(1);
+      calls.mockRestore();
+      expect(answers).toEqual([
+        { outcome: 'OK', remaining: 1 },
+        { outcome: 'EXISTS', claim: 'a' },
+        { outcome: 'OK', remaining: 0 },
+        { outcome: 'SOLD_OUT' },
+      ]);
+      // An admission sent again (a dropped connection) finds its own claim: admitted.
+      await expect(batch.reserve({ userId: 1, date: DATE }, 'a', options)).resolves.toEqual({
+        outcome: 'OK',
+        remaining: NaN,
+      });
+    });
+  });
+
   describe('SETTLE', () => {
     it('gives the ticket back and drops the claim once; a second call returns 0 and changes nothing', async () => {
       await open(5);
@@ -442,6 +550,55 @@ describe('Lua scripts', () => {
       expect(await record('SUCCESS', { ticketCode: 'T2' })).toBe(1);
       expect(await redis.hgetall(key)).toMatchObject({ status: 'SUCCESS', ticketCode: 'T2' });
       expect(await redis.hget(key, 'errorMessage')).toBeNull();
+    });
+  });
+
+  describe('PUBLISHED', () => {
+    const entry = (messageId: string) => outboxEntry({ date: DATE, messageId, admitter: 'test' });
+
+    it('takes entries out of the outbox and writes the sequence into waiting records only', async () => {
+      await redis.zadd(keys.outbox, 1, entry('p1'), 2, entry('p2'), 3, entry('p3'), 4, entry('p4'));
+      await redis.hset(keys.result('p1'), { messageId: 'p1', status: 'PENDING' });
+      await redis.hset(keys.result('p2'), { messageId: 'p2', status: 'SUCCESS', seq: '7' });
+      await redis.hset(keys.result('p4'), { messageId: 'p4', status: 'PROCESSING' });
+      const removed = await redis.published(
+        6,
+        keys.outbox,
+        keys.result('p1'),
+        keys.result('p2'),
+        keys.result('p3'),
+        keys.result('p4'),
+        keys.result('gone'),
+        entry('p1'),
+        11,
+        entry('p2'),
+        12,
+        entry('p3'),
+        13, // p3's record is gone: not written back
+        entry('p4'),
+        '', // no sequence: only leaves the outbox
+        entry('gone'),
+        15,
+      );
+      expect(removed).toBe(4);
+      expect(await redis.zcard(keys.outbox)).toBe(0);
+      expect(await redis.hget(keys.result('p1'), 'seq')).toBe('11');
+      expect(await redis.hget(keys.result('p2'), 'seq')).toBe('7');
+      expect(await redis.exists(keys.result('p3'), keys.result('gone'))).toBe(0);
+      expect(await redis.hget(keys.result('p4'), 'seq')).toBeNull();
+    });
+
+    it('OutboxAcks sends the acknowledgements of one turn as one call', async () => {
+      await redis.zadd(keys.outbox, 1, entry('q1'), 2, entry('q2'));
+      await redis.hset(keys.result('q1'), { messageId: 'q1', status: 'PENDING' });
+      const acks = new OutboxAcks(redis);
+      const calls = jest.spyOn(redis, 'published');
+      acks.remove({ date: DATE, messageId: 'q1', admitter: 'test' }, 21);
+      acks.remove({ date: DATE, messageId: 'q2', admitter: 'test' });
+      await eventually(async () => ((await redis.zcard(keys.outbox)) === 0 ? true : undefined), 5000);
+      expect(calls.mock.contexts.filter((self) => self === redis)).toHaveLength(1);
+      calls.mockRestore();
+      expect(await redis.hget(keys.result('q1'), 'seq')).toBe('21');
     });
   });
 
