@@ -1,10 +1,10 @@
 import { LRUCache } from 'lru-cache';
 import type { Context, ServiceSchema, ServiceSettingSchema } from 'moleculer';
-import { WindowLimiter } from '../lib/abuse';
+import { WindowLimiter } from '../lib/http/abuse';
 import { ensureDatabase, migrate, seedUsers } from '../lib/db';
 import { usersOf } from '../lib/db/models';
 import { appError } from '../lib/errors';
-import type { PurchaseRequest } from '../lib/purchase/admission';
+import type { PurchaseRequest } from '../lib/purchase/checks';
 import { runtimeOf, type Runtime } from '../lib/runtime';
 import { checkSaleTime, saleDates } from '../lib/sale/calendar';
 import { issueVerifyHash } from '../lib/sale/verify-hash';
