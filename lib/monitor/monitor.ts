@@ -13,7 +13,7 @@ import {
   type Subscription,
 } from 'rxjs';
 import { appError } from '../errors';
-import { checkHealth } from '../health';
+import { checkHealth } from '../http/health';
 import { METRICS, registerMetrics } from '../metrics';
 import type { QueueStats } from '../purchase/queue';
 import type { ResultRecord } from '../purchase/results';

@@ -1,7 +1,7 @@
 import type Redis from 'ioredis';
 import type { Config } from '../../config';
 import { TurnBuffer } from '../turn-buffer';
-import { admissionOf, admitArgs, type Admission, type ReserveOptions } from './admission';
+import { admissionOf, admitArgs, type Admission, type ReserveOptions } from './reservations';
 
 /** ADMIT takes 9 keys, then 11 values, per admission. */
 const KEYS_PER_ADMISSION = 9;

@@ -15,8 +15,9 @@ import {
 } from '../errors';
 import { isV1Claim, keys } from '../store/keys';
 import { validOrderOf, orderByMessageId } from '../tickets/orders';
-import { checkHash, checkSaleWindow, refusal, settle, type PurchaseRequest } from './admission';
+import { checkHash, checkSaleWindow, type PurchaseRequest } from './checks';
 import { AdmissionBatch } from './admit-batch';
+import { refusal, settle } from './reservations';
 import { OutboxAcks } from './outbox';
 import type { PurchaseQueue } from './queue';
 import { ResultHub } from './result-hub';

@@ -3,7 +3,7 @@ import { QueryTypes, type Sequelize } from 'sequelize';
 import type Redis from 'ioredis';
 import type { OrderOutcome, PurchaseKey } from '../../machines/purchase.machine';
 import { ERRORS, isTransientError } from '../errors';
-import { adoptOrder, settleMany, type Settlement } from './admission';
+import { adoptOrder, settleMany, type Settlement } from './reservations';
 
 interface Pending extends PurchaseKey {
   resolve(outcome: OrderOutcome): void;

@@ -5,7 +5,8 @@ import { appCodeOf, appError, ERRORS } from '../errors';
 import { keys, outboxEntry, v1Claim } from '../store/keys';
 import { findDay } from '../tickets/days';
 import { ORDER_COLUMNS, type OrderView } from '../tickets/orders';
-import { adoptOrder, checkRequest, refusal, reserve, settle, type PurchaseRequest } from './admission';
+import { checkRequest, type PurchaseRequest } from './checks';
+import { adoptOrder, refusal, reserve, settle } from './reservations';
 
 /**
  * The synchronous V1 purchase: the same Redis admission as V2, then one transaction with a

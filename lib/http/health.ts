@@ -1,5 +1,8 @@
+import type { ServerResponse } from 'node:http';
 import type { ServiceBroker } from 'moleculer';
-import type { Runtime } from './runtime';
+import { ERRORS } from '../errors';
+import type { Runtime } from '../runtime';
+import { sendEnvelope } from './envelope';
 
 export interface DependencyState {
   up: boolean;
@@ -61,4 +64,14 @@ export async function checkHealth(broker: ServiceBroker, rt: Runtime): Promise<H
     uptimeSeconds: Math.round(process.uptime()),
     dependencies,
   };
+}
+
+/** 200 with the report when up; 503 (5030) with the same report while starting or down. */
+export function sendHealth(res: ServerResponse, health: Health): void {
+  const up = health.status === 'up';
+  sendEnvelope(res, up ? 200 : 503, {
+    code: up ? 200 : ERRORS.UNAVAILABLE.code,
+    message: up ? 'success' : ERRORS.UNAVAILABLE.message,
+    data: health,
+  });
 }
