@@ -1,5 +1,5 @@
 import { createActor, fromPromise, toPromise } from 'xstate';
-import { bufferTime, filter, firstValueFrom, mergeMap, Observable, Subject, type Subscription } from 'rxjs';
+import { bufferTime, filter, firstValueFrom, Observable, Subject, type Subscription } from 'rxjs';
 import type { Consumer, ConsumerMessages, JsMsg } from 'nats';
 import type Redis from 'ioredis';
 import type { Sequelize } from 'sequelize';
@@ -75,9 +75,9 @@ export interface WorkerHooks {
 }
 
 /**
- * Consumes the purchase queue: RxJS with bounded concurrency (mergeMap) over messages fetched from
- * the durable pull consumer as room frees up (max_ack_pending bounds what the server hands out to
- * all workers); one XState actor per message, whose effects are supplied here; order writes batched
+ * Consumes the purchase queue: messages fetched from the durable pull consumer only as room frees
+ * up, so at most WORKER_CONCURRENCY are in flight (max_ack_pending bounds what the server hands out
+ * to all workers), each handled as it arrives; one XState actor per message, whose effects are supplied here; order writes batched
  * by the OrderWriter; result writes and acks batched per event-loop turn.
  */
 export class PurchaseWorker {
@@ -124,9 +124,13 @@ export class PurchaseWorker {
     );
     const consumer = await this.queue.js.consumers.get(this.queue.names.stream, this.queue.names.consumer);
     this.subscriptions.push(
-      this.pulled(consumer)
-        .pipe(mergeMap((msg) => this.handle(msg), this.config.worker.concurrency))
-        .subscribe({ error: (err) => this.hooks.log.error('Queue consumption stopped', err) }),
+      // No mergeMap: the fetch already bounds what is in flight, and an inner subscription per
+      // message (removed from an array of up to WORKER_CONCURRENCY on completion) cost more than
+      // the bound it repeated.
+      this.pulled(consumer).subscribe({
+        next: (msg) => void this.handle(msg),
+        error: (err) => this.hooks.log.error('Queue consumption stopped', err),
+      }),
     );
   }
 
