@@ -39,13 +39,11 @@ export class AdmissionBatch {
   }
 
   private send(batch: Waiting[]): void {
-    const keyList: (string | number)[] = [];
-    const values: (string | number)[] = [];
-    for (const { args } of batch) {
-      for (let i = 0; i < KEYS_PER_ADMISSION; i++) keyList.push(args[i]);
-      for (let i = KEYS_PER_ADMISSION; i < args.length; i++) values.push(args[i]);
-    }
-    this.redis.admitMany(keyList.length, ...keyList, ...values).then(
+    // One array (ioredis flattens it): the key count, every admission's keys, then their values.
+    const all: (string | number)[] = [KEYS_PER_ADMISSION * batch.length];
+    for (const { args } of batch) for (let i = 0; i < KEYS_PER_ADMISSION; i++) all.push(args[i]);
+    for (const { args } of batch) for (let i = KEYS_PER_ADMISSION; i < args.length; i++) all.push(args[i]);
+    this.redis.admitMany(all).then(
       (answers) =>
         batch.forEach((w, i) => {
           const outcome = answers[2 * i];

@@ -43,7 +43,7 @@ export class OutboxAcks {
     const args: (string | number)[] = [batch.length + 1, keys.outbox];
     for (const p of batch) args.push(keys.result(p.messageId));
     for (const p of batch) args.push(p.entry, p.seq === undefined ? '' : p.seq);
-    void this.redis.published(...args).catch(() => undefined); // recovery clears the outbox
+    void this.redis.published(args).catch(() => undefined); // recovery clears the outbox
   }
 }
 

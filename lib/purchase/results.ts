@@ -100,12 +100,21 @@ export class ResultRecorder {
   }
 
   private write(batch: Transition[]): void {
-    const args: (string | number)[] = [this.ttlSeconds];
+    // One array, filled in place (ioredis flattens it): a batch is thousands of values.
+    const args: (string | number)[] = [batch.length];
+    for (const t of batch) args.push(t.key);
+    args.push(this.ttlSeconds);
     for (const t of batch) {
-      const pairs = Object.entries(t.fields).flat();
-      args.push(t.status, pairs.length / 2, ...pairs);
+      const count = args.length + 1;
+      args.push(t.status, 0);
+      let pairs = 0;
+      for (const field in t.fields) {
+        args.push(field, t.fields[field]);
+        pairs++;
+      }
+      args[count] = pairs;
     }
-    this.redis.record(batch.length, ...batch.map((t) => t.key), ...args).then(
+    this.redis.record(args).then(
       (written) => batch.forEach((t, i) => t.resolve(written[i] === 1)),
       (err: unknown) => batch.forEach((t) => t.reject(err)),
     );

@@ -5,12 +5,14 @@ import { ADMIT, ADMIT_MANY, ADOPT, PUBLISHED, RECORD, RESTOCK, SETTLE } from './
 declare module 'ioredis' {
   interface RedisCommander<Context> {
     admit(...args: (string | number)[]): Result<[string, string], Context>;
-    admitMany(...args: (string | number)[]): Result<string[], Context>;
-    published(...args: (string | number)[]): Result<number, Context>;
+    /** Arguments as one array: a batch's thousands of values are not spread into a call. */
+    admitMany(args: (string | number)[]): Result<string[], Context>;
+    published(args: (string | number)[]): Result<number, Context>;
     settle(...args: (string | number)[]): Result<number[], Context>;
     restock(...args: (string | number)[]): Result<number, Context>;
     adopt(...args: (string | number)[]): Result<number, Context>;
     record(...args: (string | number)[]): Result<number[], Context>;
+    record(args: (string | number)[]): Result<number[], Context>;
   }
 }
 

@@ -231,11 +231,11 @@ describe('Lua scripts', () => {
     /** ADMIT's keys and values of each admission, one after the other. */
     const admitMany = (batch: AdmitArgs[]) => {
       const all = batch.map((a) => admitCall(a));
-      return redis.admitMany(
+      return redis.admitMany([
         9 * batch.length,
         ...all.flatMap((args) => args.slice(0, 9)),
         ...all.flatMap((args) => args.slice(9)),
-      );
+      ]);
     };
     const admitCall = (a: AdmitArgs): (string | number)[] => [
       keys.ready,
@@ -561,7 +561,7 @@ describe('Lua scripts', () => {
       await redis.hset(keys.result('p1'), { messageId: 'p1', status: 'PENDING' });
       await redis.hset(keys.result('p2'), { messageId: 'p2', status: 'SUCCESS', seq: '7' });
       await redis.hset(keys.result('p4'), { messageId: 'p4', status: 'PROCESSING' });
-      const removed = await redis.published(
+      const removed = await redis.published([
         6,
         keys.outbox,
         keys.result('p1'),
@@ -579,7 +579,7 @@ describe('Lua scripts', () => {
         '', // no sequence: only leaves the outbox
         entry('gone'),
         15,
-      );
+      ]);
       expect(removed).toBe(4);
       expect(await redis.zcard(keys.outbox)).toBe(0);
       expect(await redis.hget(keys.result('p1'), 'seq')).toBe('11');
