@@ -383,7 +383,8 @@ export function createApiService(config: Config): ServiceSchema<ApiSettingsSchem
           logging: false,
           aliases: {
             async 'GET health'(this: Service, _req: Req, res: ServerResponse) {
-              const health = await checkHealth(this.broker, runtimeOf(this.broker));
+              const { db, redis } = runtimeOf(this.broker);
+              const health = await checkHealth(this.broker, { db, redis });
               const up = health.status === 'up';
               sendEnvelope(res, up ? 200 : 503, {
                 code: up ? 200 : ERRORS.UNAVAILABLE.code,

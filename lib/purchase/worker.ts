@@ -14,7 +14,7 @@ import {
 } from '../../machines/purchase.machine';
 import { isTransientError } from '../errors';
 import { settle } from './admission';
-import { OrderWriter } from './order-writer';
+import { OrderWriter, orderWriterPorts } from './order-writer';
 import { decode, type PurchaseMessage, type PurchaseQueue } from './queue';
 import { ResultRecorder, toFields, type ResultRecord } from './results';
 import { TurnBuffer } from '../turn-buffer';
@@ -101,7 +101,7 @@ export class PurchaseWorker {
     private readonly queue: PurchaseQueue,
     private readonly hooks: WorkerHooks,
   ) {
-    this.writer = new OrderWriter(db, redis, {
+    this.writer = new OrderWriter(orderWriterPorts(db, redis), {
       batchSize: config.worker.batchSize,
       batchMs: config.worker.batchMs,
       lockTimeoutMs: config.db.lockTimeoutMs,

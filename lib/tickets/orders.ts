@@ -1,5 +1,5 @@
+import type Redis from 'ioredis';
 import { QueryTypes, type Sequelize } from 'sequelize';
-import type { Runtime } from '../runtime';
 import { appError } from '../errors';
 import { claimOf, keys } from '../store/keys';
 import { restockDay } from './stock';
@@ -53,15 +53,20 @@ export async function validOrderOf(
 }
 
 /** Cancels a valid order and returns its ticket to stock, in the database and then in Redis. */
-export async function cancelOrder(rt: Runtime, userId: number, orderNo: string): Promise<OrderView> {
-  const order = await rt.db.transaction(async (transaction) => {
-    const [cancelled] = await rt.db.query<OrderView>(
+export async function cancelOrder(
+  stores: { db: Sequelize; redis: Redis },
+  userId: number,
+  orderNo: string,
+): Promise<OrderView> {
+  const { db, redis } = stores;
+  const order = await db.transaction(async (transaction) => {
+    const [cancelled] = await db.query<OrderView>(
       `UPDATE orders SET status = 'cancelled', cancelled_at = now(), updated_at = now()
        WHERE order_no = $1 AND user_id = $2 AND status = 'valid' RETURNING ${ORDER_COLUMNS}`,
       { bind: [orderNo, userId], type: QueryTypes.SELECT, transaction },
     );
     if (!cancelled) throw appError('NOT_FOUND', 'No valid order with this number for this user');
-    await rt.db.query(
+    await db.query(
       `UPDATE ticket_days SET remaining = remaining + 1, sold = sold - 1, version = version + 1,
          updated_at = now() WHERE date = $1`,
       { bind: [cancelled.date], transaction },
@@ -70,11 +75,11 @@ export async function cancelOrder(rt: Runtime, userId: number, orderNo: string):
   });
   const claim = claimOf(order);
   const claims = keys.claims(order.date);
-  const pipeline = rt.redis.multi();
-  if ((await rt.redis.hget(claims, String(userId))) === claim) pipeline.hdel(claims, String(userId));
+  const pipeline = redis.multi();
+  if ((await redis.hget(claims, String(userId))) === claim) pipeline.hdel(claims, String(userId));
   if (order.messageId) pipeline.hset(keys.result(order.messageId), 'cancelledAt', new Date().toISOString());
   await pipeline.exec();
-  await restockDay(rt, order.date);
+  await restockDay(stores, order.date);
   return order;
 }
 

@@ -44,6 +44,14 @@ const RULES: Rule[] = [
   },
   { name: 'purchase does not import the monitor', from: /^lib\/purchase\//, to: /^lib\/monitor\// },
   {
+    // One way to pass dependencies: modules take narrow inputs ({db, redis}, config slices, ports),
+    // which the services build from their runtime.
+    name: 'only the services and the broker assembly reach the runtime',
+    from: /^lib\//,
+    to: /^lib\/runtime\.ts$/,
+    except: /^lib\/broker\.ts$/,
+  },
+  {
     name: 'only the audit tool imports itself',
     from: /^(?!lib\/audit\/)(lib|services|machines|config)\//,
     to: /^lib\/audit\//,
@@ -78,12 +86,14 @@ describe('module map', () => {
         'lib/tickets/orders.ts': ['lib/purchase/admission.ts', 'lib/store/keys.ts'],
         'machines/purchase.machine.ts': ['lib/errors.ts'],
         'lib/health.ts': ['services/local.ts'],
-        'lib/broker.ts': ['services/api.service.ts'],
+        'lib/broker.ts': ['services/api.service.ts', 'lib/runtime.ts'],
+        'lib/purchase/gateway.ts': ['lib/runtime.ts', 'lib/purchase/gateway-ports.ts'],
       }),
     ).toEqual([
       'tickets (days and orders in PostgreSQL) do not import purchase: lib/tickets/orders.ts imports lib/purchase/admission.ts',
       'the machine is pure: it imports nothing of the project: machines/purchase.machine.ts imports lib/errors.ts',
       'the library does not import services: lib/health.ts imports services/local.ts',
+      'only the services and the broker assembly reach the runtime: lib/purchase/gateway.ts imports lib/runtime.ts',
     ]);
   });
 });
