@@ -22,7 +22,7 @@ export interface Config {
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
   services: ServiceName[];
   /**
-   * The processes `npm start` runs and watches (lib/supervisor.ts) when SERVICES is not set: one
+   * The processes `npm start` runs and watches (app/supervisor.ts) when SERVICES is not set: one
    * gateway and `workers` worker processes. null: this process runs `services` itself.
    */
   supervisor: { workers: number } | null;
@@ -85,7 +85,7 @@ export interface Config {
     retryBaseMs: number;
     batchSize: number;
     batchMs: number;
-    /** Nice level of a worker-only process (see lib/main.ts). */
+    /** Nice level of a worker-only process (see app/main.ts). */
     nice: number;
   };
   /** The admission outbox's recovery on gateways (lib/purchase/outbox.ts). */

@@ -1,5 +1,5 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from 'moleculer';
-import type { PurchaseRequest } from '../lib/purchase/admission';
+import type { PurchaseRequest } from '../lib/purchase/checks';
 import { PurchaseGateway, type Outcome } from '../lib/purchase/gateway';
 import { redisAdmissions, storedResults } from '../lib/purchase/gateway-ports';
 import { OutboxKeeper } from '../lib/purchase/outbox';

@@ -2,11 +2,11 @@ import type Redis from 'ioredis';
 import { LRUCache } from 'lru-cache';
 import type { Context, ServiceSchema, ServiceSettingSchema } from 'moleculer';
 import type { Sequelize } from 'sequelize';
-import { WindowLimiter } from '../lib/abuse';
+import { WindowLimiter } from '../lib/http/abuse';
 import { ensureDatabase, migrate, seedUsers } from '../lib/db';
-import { usersOf } from '../lib/db/models';
+import { modelsOf } from '../lib/db/models';
 import { appError } from '../lib/errors';
-import type { PurchaseRequest } from '../lib/purchase/admission';
+import type { PurchaseRequest } from '../lib/purchase/checks';
 import { runtimeOf, type Runtime } from '../lib/runtime';
 import { checkSaleTime, saleDates } from '../lib/sale/calendar';
 import { issueVerifyHash } from '../lib/sale/verify-hash';
@@ -77,7 +77,7 @@ const ticketsService: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
         if (!time.allowed && time.reason === 'date-outside-window')
           throw appError('NO_SUCH_DAY', time.message);
         const [user, day] = await Promise.all([
-          usersOf(this.rt.db).findByPk(userId, { attributes: ['id'] }),
+          modelsOf(this.rt.db).users.findByPk(userId, { attributes: ['id'] }),
           findDay(this.rt.db, date),
         ]);
         if (!user) throw appError('UNKNOWN_USER');

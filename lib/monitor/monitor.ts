@@ -16,7 +16,7 @@ import {
 import type { Sequelize } from 'sequelize';
 import type { Config } from '../../config';
 import { appError } from '../errors';
-import { checkHealth } from '../health';
+import { checkHealth } from '../http/health';
 import { METRICS, registerMetrics } from '../metrics';
 import type { QueueStats } from '../purchase/queue';
 import type { ResultRecord } from '../purchase/results';

@@ -16,8 +16,8 @@ import {
 } from 'rxjs';
 import type { Monitor, MonitorFeed } from './monitor';
 import type { Alert, MonitorSnapshot } from './types';
-import { sendError } from '../envelope';
-import { EventStream } from '../sse';
+import { sendError } from '../http/envelope';
+import { EventStream } from '../http/sse';
 
 type StreamEvent = { event: 'snapshot'; data: MonitorSnapshot } | { event: 'alert'; data: Alert };
 

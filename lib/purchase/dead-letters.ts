@@ -1,7 +1,7 @@
 import type Redis from 'ioredis';
 import type { Config } from '../../config';
 import { appError } from '../errors';
-import { refusal, reserve } from './admission';
+import { refusal, reserve } from './reservations';
 import type { PurchaseQueue } from './queue';
 import { keys, outboxEntry } from '../store/keys';
 

@@ -4,7 +4,7 @@ import type { Config } from '../../config';
 import type { PurchaseKey } from '../../machines/purchase.machine';
 import { keys } from '../store/keys';
 import { orderByMessageId, validOrderOf } from '../tickets/orders';
-import { reserve, settle, type Admission } from './admission';
+import { reserve, settle, type Admission } from './reservations';
 import { OutboxAcks } from './outbox';
 import type { PurchaseMessage } from './queue';
 import { fromOrder, readCachedResult, ResultRecorder, type ResultRecord } from './results';

@@ -15,8 +15,9 @@ import {
 } from '../errors';
 import type { SaleCalendar } from '../sale/calendar';
 import { isV1Claim } from '../store/keys';
-import { checkHash, checkSaleWindow, refusal, type PurchaseRequest } from './admission';
+import { checkHash, checkSaleWindow, type PurchaseRequest } from './checks';
 import type { AdmissionPort, GatewayPorts, PublisherPort, ResultStorePort } from './gateway-ports';
+import { refusal } from './reservations';
 import { ResultHub } from './result-hub';
 import type { ResultRecord } from './results';
 

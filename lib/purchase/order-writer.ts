@@ -3,7 +3,7 @@ import { QueryTypes, type Sequelize } from 'sequelize';
 import type Redis from 'ioredis';
 import type { OrderOutcome, PurchaseKey } from '../../machines/purchase.machine';
 import { ERRORS, isTransientError } from '../errors';
-import { adoptOrder, settleMany, type Settlement } from './admission';
+import { adoptOrder, settleMany, type Settlement } from './reservations';
 
 /** One row of `place_orders` (migration 002), in the order of the requests. */
 export interface PlacedRow {

@@ -4,7 +4,7 @@ import { ERRORS } from '../errors';
 import { isV1Claim, keys, outboxEntry, parseOutboxEntry, v1Claim, type OutboxEntry } from '../store/keys';
 import { validOrderOf } from '../tickets/orders';
 import { TurnBuffer } from '../turn-buffer';
-import { settle } from './admission';
+import { settle } from './reservations';
 import type { PurchaseQueue } from './queue';
 import { ResultRecorder, toFields, type ResultRecord } from './results';
 

@@ -5,8 +5,8 @@ import type { PurchaseGateway } from './gateway';
 import type { ResultRecord } from './results';
 import { messageIdRule } from '../validation';
 import { appCodeOf, ERRORS } from '../errors';
-import { sendError } from '../envelope';
-import { EventStream } from '../sse';
+import { sendError } from '../http/envelope';
+import { EventStream } from '../http/sse';
 
 const HEARTBEAT_MS = 15_000;
 const MAX_STREAM_MS = 10 * 60_000;

@@ -7,7 +7,8 @@ import type { SaleCalendar } from '../sale/calendar';
 import { keys, outboxEntry, v1Claim } from '../store/keys';
 import { findDay } from '../tickets/days';
 import { ORDER_COLUMNS, type OrderView } from '../tickets/orders';
-import { adoptOrder, checkRequest, refusal, reserve, settle, type PurchaseRequest } from './admission';
+import { checkRequest, type PurchaseRequest } from './checks';
+import { adoptOrder, refusal, reserve, settle } from './reservations';
 
 /** What the V1 purchase works with: the stores, and this process's name on its admissions. */
 export interface V1Deps {

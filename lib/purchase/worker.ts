@@ -13,7 +13,7 @@ import {
   type StatusReport,
 } from '../../machines/purchase.machine';
 import { isTransientError } from '../errors';
-import { settle } from './admission';
+import { settle } from './reservations';
 import { OrderWriter, orderWriterPorts } from './order-writer';
 import { decode, type PurchaseMessage, type PurchaseQueue } from './queue';
 import { ResultRecorder, toFields, type ResultRecord } from './results';

@@ -1,7 +1,7 @@
 import { QueryTypes, type Sequelize } from 'sequelize';
 import { appError } from '../errors';
 import { saleDates, weekdayOf, type SaleCalendar } from '../sale/calendar';
-import type { DayStatus } from '../db/models';
+import { modelsOf, type DayStatus } from '../db/models';
 
 export interface DayRow {
   date: string;
@@ -24,13 +24,25 @@ export const toView = (row: DayRow): DayView => ({
   soldOut: row.remaining <= 0,
 });
 
-const COLUMNS = 'date, name, total, remaining, sold, version, status';
+const DAY_ATTRIBUTES = [
+  'date',
+  'name',
+  'total',
+  'remaining',
+  'sold',
+  'version',
+  'status',
+] as const satisfies readonly (keyof DayRow)[];
+const COLUMNS = DAY_ATTRIBUTES.join(', ');
 
 export async function findDays(db: Sequelize, dates: readonly string[]): Promise<DayRow[]> {
-  return db.query<DayRow>(`SELECT ${COLUMNS} FROM ticket_days WHERE date = ANY($1::date[]) ORDER BY date`, {
-    bind: [dates],
-    type: QueryTypes.SELECT,
+  const rows = await modelsOf(db).days.findAll({
+    attributes: [...DAY_ATTRIBUTES],
+    where: { date: [...dates] },
+    order: [['date', 'ASC']],
+    raw: true,
   });
+  return rows as unknown as DayRow[]; // raw rows: exactly the attributes asked for
 }
 
 export async function findDay(db: Sequelize, date: string): Promise<DayRow | undefined> {

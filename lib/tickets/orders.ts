@@ -1,5 +1,6 @@
 import type Redis from 'ioredis';
 import { QueryTypes, type Sequelize } from 'sequelize';
+import { modelsOf } from '../db/models';
 import { appError } from '../errors';
 import { claimOf, keys } from '../store/keys';
 import { restockDay } from './stock';
@@ -15,14 +16,33 @@ export interface OrderView {
   cancelledAt: string | null;
 }
 
+const ORDER_ATTRIBUTES = [
+  'orderNo',
+  'messageId',
+  'userId',
+  'date',
+  'ticketCode',
+  'status',
+  'createdAt',
+  'cancelledAt',
+] as const satisfies readonly (keyof OrderView)[];
+
 export const ORDER_COLUMNS = `order_no AS "orderNo", message_id AS "messageId", user_id AS "userId", date,
   ticket_code AS "ticketCode", status, created_at AS "createdAt", cancelled_at AS "cancelledAt"`;
 
+/** A user's orders, newest first (the listing of SPEC §3; at most 500). */
 export async function ordersOfUser(db: Sequelize, userId: number): Promise<OrderView[]> {
-  return db.query<OrderView>(
-    `SELECT ${ORDER_COLUMNS} FROM orders WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT 500`,
-    { bind: [userId], type: QueryTypes.SELECT },
-  );
+  const rows = await modelsOf(db).orders.findAll({
+    attributes: [...ORDER_ATTRIBUTES],
+    where: { userId },
+    order: [
+      ['createdAt', 'DESC'],
+      ['id', 'DESC'],
+    ],
+    limit: 500,
+    raw: true,
+  });
+  return rows as unknown as OrderView[]; // raw rows: exactly the attributes asked for
 }
 
 export async function orderByMessageId(db: Sequelize, messageId: string): Promise<OrderView | undefined> {
@@ -34,10 +54,12 @@ export async function orderByMessageId(db: Sequelize, messageId: string): Promis
 }
 
 export async function validOrdersOfDay(db: Sequelize, date: string): Promise<OrderView[]> {
-  return db.query<OrderView>(`SELECT ${ORDER_COLUMNS} FROM orders WHERE date = $1 AND status = 'valid'`, {
-    bind: [date],
-    type: QueryTypes.SELECT,
+  const rows = await modelsOf(db).orders.findAll({
+    attributes: [...ORDER_ATTRIBUTES],
+    where: { date, status: 'valid' },
+    raw: true,
   });
+  return rows as unknown as OrderView[];
 }
 
 export async function validOrderOf(

@@ -9,8 +9,9 @@ import { ServiceBroker, type ServiceSchema } from 'moleculer';
 import ApiGateway from 'moleculer-web';
 import { loadConfig, type Config } from '../../config';
 import { brokerOptions } from '../../moleculer.config';
-import { envelope, gatewayBase } from '../../services/api.service';
-import { sendEnvelope } from '../../lib/envelope';
+import { envelope } from '../../lib/http/error-envelope';
+import { gatewayBase } from '../../lib/http/settings';
+import { sendEnvelope } from '../../lib/http/envelope';
 import { ERRORS } from '../../lib/errors';
 
 export interface Baseline {

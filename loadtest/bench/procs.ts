@@ -13,7 +13,7 @@ export interface Entry {
   source: string;
 }
 
-export const SERVICE_ENTRY: Entry = { dist: 'dist/lib/main.js', source: 'lib/main.ts' };
+export const SERVICE_ENTRY: Entry = { dist: 'dist/app/main.js', source: 'app/main.ts' };
 export const ECHO_ENTRY: Entry = {
   dist: 'dist/loadtest/bench/echo-server.js',
   source: 'loadtest/bench/echo-server.ts',

@@ -224,7 +224,7 @@ export class Bench {
 
   /**
    * Replaces the running layout with exactly what `npm start` runs: the production entry without
-   * SERVICES (the supervisor, lib/supervisor.ts), its V8 flags on the command line as the npm script
+   * SERVICES (the supervisor, app/supervisor.ts), its V8 flags on the command line as the npm script
    * gives them. Its children are watched like the other service processes.
    */
   async startDefault(): Promise<Child> {

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import type { ServiceBroker } from 'moleculer';
 import { loadConfig, type Config } from '../../config';
-import { createBroker } from '../../lib/broker';
+import { createBroker } from '../../app/broker';
 import { dropDatabase } from '../../lib/db';
 import { PurchaseQueue } from '../../lib/purchase/queue';
 import { runtimeOf, type Runtime } from '../../lib/runtime';

@@ -5,7 +5,8 @@ import { connect, type ConsumerInfo, type NatsConnection } from 'nats';
 import pg from 'pg';
 import { loadConfig, type Config } from '../../config';
 import { isTerminal } from '../../machines/purchase.machine';
-import { formatReport, runAudit, type AuditOptions, type AuditReport } from '../../lib/audit/audit';
+import { runAudit } from '../../tools/audit/audit';
+import { formatReport, type AuditOptions, type AuditReport } from '../../tools/audit/report';
 import { queueNames } from '../../lib/purchase/queue';
 import type { ResultRecord } from '../../lib/purchase/results';
 import { saleDates } from '../../lib/sale/calendar';
@@ -13,7 +14,7 @@ import { issueVerifyHash } from '../../lib/sale/verify-hash';
 import { ADMIN_TOKEN, cleanupNamespace, isolatedEnv, uniqueNamespace, type Envelope } from './app';
 
 /**
- * Service nodes as child processes (SPEC §7, §8): spawn `lib/main.ts` with an environment, wait
+ * Service nodes as child processes (SPEC §7, §8): spawn `app/main.ts` with an environment, wait
  * until its broker started (and its /health answers), send it signals, and keep its output for
  * failure messages. Every process spawned here is killed when the test process exits.
  */
@@ -72,7 +73,7 @@ export interface SpawnOptions {
   detached?: boolean;
 }
 
-/** One service node running `lib/main.ts` in its own process. */
+/** One service node running `app/main.ts` in its own process. */
 export class ServiceProcess {
   readonly name: string;
   readonly env: Record<string, string>;
@@ -88,7 +89,7 @@ export class ServiceProcess {
   constructor(opts: SpawnOptions) {
     this.name = opts.name;
     this.env = opts.env;
-    this.child = spawn(NODE, ['--import', 'tsx', 'lib/main.ts'], {
+    this.child = spawn(NODE, ['--import', 'tsx', 'app/main.ts'], {
       cwd: ROOT,
       env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...opts.env },
       stdio: ['ignore', 'pipe', 'pipe'],

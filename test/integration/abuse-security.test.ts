@@ -359,7 +359,7 @@ describe('abuse: security', () => {
     });
 
     it('compares the token in constant time: one timingSafeEqual over equal lengths, whatever is sent', async () => {
-      // services/api.service.ts `tokenMatches`: equal lengths compare the given token with the
+      // lib/http/access.ts `tokenMatches`: equal lengths compare the given token with the
       // expected one; other lengths compare the expected token with itself and still answer false.
       const spy = jest.spyOn(crypto, 'timingSafeEqual');
       try {

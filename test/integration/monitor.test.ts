@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ServiceBroker } from 'moleculer';
 import { loadConfig } from '../../config';
-import { createBroker } from '../../lib/broker';
+import { createBroker } from '../../app/broker';
 import type { Alert, MonitorSnapshot } from '../../lib/monitor/types';
 import { openMonitorStreams } from '../../lib/monitor/stream';
 import type { WebhookPayload } from '../../lib/monitor/webhook';

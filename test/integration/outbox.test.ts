@@ -1,5 +1,5 @@
 import { QueryTypes } from 'sequelize';
-import { reserve } from '../../lib/purchase/admission';
+import { reserve } from '../../lib/purchase/reservations';
 import type { ResultRecord } from '../../lib/purchase/results';
 import { keys } from '../../lib/store/keys';
 import { eventually, startApp, type TestApp } from '../helpers/app';

@@ -13,7 +13,7 @@ import {
 } from '../helpers/processes';
 
 /**
- * `npm start` without SERVICES (lib/supervisor.ts): one supervisor process runs the default layout —
+ * `npm start` without SERVICES (app/supervisor.ts): one supervisor process runs the default layout —
  * a gateway and WORKER_PROCESSES workers, each a child in a session of its own, the workers at
  * WORKER_NICE — restarts a child that dies, stops them all on SIGTERM, and leaves none behind when
  * it is killed itself.

@@ -1,6 +1,6 @@
 import { ServiceBroker } from 'moleculer';
 import { QueryTypes } from 'sequelize';
-import { checkHealth } from '../../lib/health';
+import { checkHealth } from '../../lib/http/health';
 import { addDays, weekdayOf } from '../../lib/sale/calendar';
 import { checkVerifyHash, issueVerifyHash } from '../../lib/sale/verify-hash';
 import { keys } from '../../lib/store/keys';

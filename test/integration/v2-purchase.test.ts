@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { ServiceBroker } from 'moleculer';
 import { QueryTypes } from 'sequelize';
 import { loadConfig } from '../../config';
-import { createBroker } from '../../lib/broker';
+import { createBroker } from '../../app/broker';
 import { eventually, readSse, startApp, type Envelope, type TestApp } from '../helpers/app';
 import { actionCalls, resultOf, submit, terminal, type PolledResult } from '../helpers/purchase';
 

@@ -1,8 +1,8 @@
 import type { ServiceBroker } from 'moleculer';
 import { QueryTypes } from 'sequelize';
 import { loadConfig } from '../../config';
-import { createBroker } from '../../lib/broker';
-import { reserve } from '../../lib/purchase/admission';
+import { createBroker } from '../../app/broker';
+import { reserve } from '../../lib/purchase/reservations';
 import type { PurchaseMessage } from '../../lib/purchase/queue';
 import { keys } from '../../lib/store/keys';
 import { eventually, startApp, type TestApp } from '../helpers/app';

@@ -1,6 +1,6 @@
 import type { ServiceBroker } from 'moleculer';
 import { loadConfig } from '../../config';
-import { createBroker } from '../../lib/broker';
+import { createBroker } from '../../app/broker';
 import type { OrderView } from '../../lib/tickets/orders';
 import type { RepairReport } from '../../lib/purchase/cache';
 import { keys } from '../../lib/store/keys';

@@ -1,5 +1,5 @@
 // StrykerJS over the pure core: modules whose unit tests need no server and run in seconds.
-// Run with `npm run test:mutation` (not in CI: it takes minutes; see the README).
+// Run with `npm run test:mutation` (not in CI: it takes minutes; see docs/guarantees.md).
 //
 // Survivors judged equivalent (no test can tell them apart from the original):
 // - purchase.machine.ts describeError: the early String() for undefined/function/symbol and the

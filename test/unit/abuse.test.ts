@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import { clientIp, WaitSlots } from '../../lib/abuse';
+import { clientIp, WaitSlots } from '../../lib/http/abuse';
 
 /** Unit checks of the abuse helpers: which address is the client's, and the wait-slot bookkeeping. */
 const request = (peer: string, forwarded?: string) =>

@@ -1,8 +1,9 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { QueryTypes } from 'sequelize';
-import { formatReport, runAudit, type AuditReport, type CheckId } from '../../lib/audit/audit';
-import { parseArgs } from '../../lib/audit/cli';
+import { runAudit } from '../../tools/audit/audit';
+import { formatReport, type AuditReport, type CheckId } from '../../tools/audit/report';
+import { parseArgs } from '../../tools/audit/cli';
 import type { ResultRecord } from '../../lib/purchase/results';
 import { keys, outboxEntry } from '../../lib/store/keys';
 import { eventually, startApp, type TestApp } from '../helpers/app';
@@ -26,7 +27,7 @@ interface CliRun {
 /** Runs the audit CLI as the operator would, with the instance's environment. */
 function cli(env: Record<string, string>, args: string[] = []): Promise<CliRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(NODE, ['--import', 'tsx', 'lib/audit/cli.ts', ...args], {
+    const child = spawn(NODE, ['--import', 'tsx', 'tools/audit/cli.ts', ...args], {
       cwd: ROOT,
       env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],

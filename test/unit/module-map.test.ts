@@ -26,11 +26,14 @@ const RULES: Rule[] = [
     to: /^(?!machines\/)/,
   },
   {
-    name: 'the library does not import services',
+    name: 'the library does not import services, the program or the tools',
     from: /^lib\//,
-    to: /^services\//,
-    // The program (process entry, broker assembly) still lives in lib/ (issue #15 moves it).
-    except: /^lib\/broker\.ts$/,
+    to: /^(services|app|tools)\//,
+  },
+  {
+    name: 'services do not import the program or the tools',
+    from: /^services\//,
+    to: /^(app|tools)\//,
   },
   {
     name: 'tickets (days and orders in PostgreSQL) do not import purchase',
@@ -40,21 +43,20 @@ const RULES: Rule[] = [
   {
     name: 'the stores and the sale rules import no feature module',
     from: /^lib\/(store|sale|db)\//,
-    to: /^lib\/(tickets|purchase|monitor|audit)\//,
+    to: /^lib\/(tickets|purchase|monitor|http)\//,
   },
   { name: 'purchase does not import the monitor', from: /^lib\/purchase\//, to: /^lib\/monitor\// },
   {
     // One way to pass dependencies: modules take narrow inputs ({db, redis}, config slices, ports),
     // which the services build from their runtime.
-    name: 'in lib, only the broker assembly imports the runtime',
+    name: 'the library does not import the runtime',
     from: /^lib\//,
     to: /^lib\/runtime\.ts$/,
-    except: /^lib\/broker\.ts$/,
   },
   {
-    name: 'only the audit tool imports itself',
-    from: /^(?!lib\/audit\/)(lib|services|machines|config)\//,
-    to: /^lib\/audit\//,
+    name: 'no production module imports a tool',
+    from: /^(lib|services|machines|config)\//,
+    to: /^tools\//,
   },
 ];
 
@@ -83,17 +85,20 @@ describe('module map', () => {
   it('names each import that breaks a rule', () => {
     expect(
       violations({
-        'lib/tickets/orders.ts': ['lib/purchase/admission.ts', 'lib/store/keys.ts'],
+        'lib/tickets/orders.ts': ['lib/purchase/reservations.ts', 'lib/store/keys.ts'],
         'machines/purchase.machine.ts': ['lib/errors.ts'],
-        'lib/health.ts': ['services/local.ts'],
-        'lib/broker.ts': ['services/api.service.ts', 'lib/runtime.ts'],
+        'lib/http/health.ts': ['services/local.ts'],
+        'app/broker.ts': ['services/api.service.ts', 'lib/runtime.ts'],
+        'services/tickets.service.ts': ['tools/audit/audit.ts', 'lib/runtime.ts'],
         'lib/purchase/gateway.ts': ['lib/runtime.ts', 'lib/purchase/gateway-ports.ts'],
       }),
     ).toEqual([
-      'tickets (days and orders in PostgreSQL) do not import purchase: lib/tickets/orders.ts imports lib/purchase/admission.ts',
+      'tickets (days and orders in PostgreSQL) do not import purchase: lib/tickets/orders.ts imports lib/purchase/reservations.ts',
       'the machine is pure: it imports nothing of the project: machines/purchase.machine.ts imports lib/errors.ts',
-      'the library does not import services: lib/health.ts imports services/local.ts',
-      'in lib, only the broker assembly imports the runtime: lib/purchase/gateway.ts imports lib/runtime.ts',
+      'the library does not import services, the program or the tools: lib/http/health.ts imports services/local.ts',
+      'services do not import the program or the tools: services/tickets.service.ts imports tools/audit/audit.ts',
+      'no production module imports a tool: services/tickets.service.ts imports tools/audit/audit.ts',
+      'the library does not import the runtime: lib/purchase/gateway.ts imports lib/runtime.ts',
     ]);
   });
 });

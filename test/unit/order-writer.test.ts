@@ -1,5 +1,5 @@
 import type { OrderOutcome, PurchaseKey } from '../../machines/purchase.machine';
-import type { Settlement } from '../../lib/purchase/admission';
+import type { Settlement } from '../../lib/purchase/reservations';
 import {
   OrderWriter,
   type OrderWriterOptions,

@@ -1,7 +1,7 @@
 import { addDays, saleDates, type SaleCalendar } from '../../lib/sale/calendar';
 import { issueVerifyHash } from '../../lib/sale/verify-hash';
 import { isRefusal, type Refusal } from '../../lib/errors';
-import type { Admission } from '../../lib/purchase/admission';
+import type { Admission } from '../../lib/purchase/reservations';
 import {
   PurchaseGateway,
   type GatewaySettings,

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { sendError } from './envelope';
-import type { ErrorName } from './errors';
+import type { ErrorName } from '../errors';
 
 /**
  * A Server-Sent Events answer that a client may leave at any instant: once it left (or the stream

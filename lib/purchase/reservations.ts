@@ -2,49 +2,17 @@ import type Redis from 'ioredis';
 import type { Config } from '../../config';
 import type { PurchaseKey } from '../../machines/purchase.machine';
 import { appError, type AppError } from '../errors';
-import { checkSaleTime, type SaleCalendar } from '../sale/calendar';
-import { checkVerifyHash } from '../sale/verify-hash';
 import { keys, outboxEntry } from '../store/keys';
 
-export interface PurchaseRequest {
-  userId: number;
-  date: string;
-  verifyHash?: string;
-}
+/**
+ * The Redis reservation store: a ticket reserved at admission (ADMIT), and the reservation ended when
+ * the order is made or refused (SETTLE), or adopted by an order the cache lost (ADOPT).
+ */
 
 export type Admission =
   | { outcome: 'OK'; /** NaN when unknown (an admission sent twice) */ remaining: number }
   | { outcome: 'EXISTS'; claim: string }
   | { outcome: 'SOLD_OUT' | 'PAUSED' | 'RATE_LIMITED' | 'NOT_READY' };
-
-/** The sale calendar: the date is on sale and the sale is open now. Throws the SPEC error. */
-export function checkSaleWindow(cal: SaleCalendar, date: string, now = new Date()): void {
-  const time = checkSaleTime(cal, date, now);
-  if (!time.allowed) {
-    throw appError(time.reason === 'outside-hours' ? 'OUTSIDE_HOURS' : 'NO_SUCH_DAY', time.message);
-  }
-}
-
-/** The verify hash: issued by this service for this user and day, not expired. Throws 6003. */
-export function checkHash(config: Pick<Config, 'hashSecret'>, req: PurchaseRequest, now = new Date()): void {
-  if (
-    !req.verifyHash ||
-    !checkVerifyHash(config.hashSecret, req.userId, req.date, req.verifyHash, now.getTime())
-  ) {
-    throw appError('BAD_HASH');
-  }
-}
-
-/** Checks that need no I/O: the sale calendar and the verify hash. Throws the SPEC error. */
-export function checkRequest(
-  config: Pick<Config, 'hashSecret'>,
-  cal: SaleCalendar,
-  req: PurchaseRequest,
-  now = new Date(),
-): void {
-  checkSaleWindow(cal, req.date, now);
-  checkHash(config, req, now);
-}
 
 export interface ReserveOptions {
   /** > 0: the PENDING result record is written in the same step, with this TTL. */

@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import { ERRORS, type ErrorName } from './errors';
+import { ERRORS, type ErrorName } from '../errors';
 
 /** The SPEC §3 answer of every JSON route. */
 export interface Envelope {

@@ -1,6 +1,6 @@
 import { createRemoteJWKSet, jwtVerify, type JWTVerifyGetKey, type KeyObject } from 'jose';
-import type { Config } from '../config';
-import { appError } from './errors';
+import type { Config } from '../../config';
+import { appError } from '../errors';
 
 /** Verifies a bearer token and answers the user id it stands for; throws 4002 when it cannot. */
 export type Authenticate = (authorization: string | undefined) => Promise<number>;

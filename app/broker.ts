@@ -6,7 +6,7 @@ import monitorService from '../services/monitor.service';
 import purchaseService from '../services/purchase.service';
 import purchaseWorkerService from '../services/purchase-worker.service';
 import ticketsService from '../services/tickets.service';
-import { attachRuntime } from './runtime';
+import { attachRuntime } from '../lib/runtime';
 
 // Each service has its own `this` type; Moleculer's createService takes them all the same way.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any

@@ -1,6 +1,9 @@
+import type { ServerResponse } from 'node:http';
 import type Redis from 'ioredis';
 import type { ServiceBroker } from 'moleculer';
 import type { Sequelize } from 'sequelize';
+import { ERRORS } from '../errors';
+import { sendEnvelope } from './envelope';
 
 export interface DependencyState {
   up: boolean;
@@ -65,4 +68,14 @@ export async function checkHealth(
     uptimeSeconds: Math.round(process.uptime()),
     dependencies,
   };
+}
+
+/** 200 with the report when up; 503 (5030) with the same report while starting or down. */
+export function sendHealth(res: ServerResponse, health: Health): void {
+  const up = health.status === 'up';
+  sendEnvelope(res, up ? 200 : 503, {
+    code: up ? 200 : ERRORS.UNAVAILABLE.code,
+    message: up ? 'success' : ERRORS.UNAVAILABLE.message,
+    data: health,
+  });
 }

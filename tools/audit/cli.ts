@@ -1,5 +1,6 @@
 import { ConfigError, loadConfig } from '../../config';
-import { formatReport, runAudit, type AuditOptions } from './audit';
+import { runAudit } from './audit';
+import { formatReport, type AuditOptions } from './report';
 
 /**
  * `npm run audit [-- --json] [--live] [--stuck-after-ms N] [--dates YYYY-MM-DD,...]`

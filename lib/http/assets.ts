@@ -1,0 +1,21 @@
+import { createReadStream } from 'node:fs';
+import type { ServerResponse } from 'node:http';
+import path from 'node:path';
+import { sendEnvelope } from './envelope';
+
+/** The dashboard's charts, served from the project (chart.js exports no subpath for its UMD file). */
+export function serveChartJs(res: ServerResponse): void {
+  let file: string;
+  try {
+    file = path.join(path.dirname(require.resolve('chart.js')), 'chart.umd.js');
+  } catch {
+    return sendEnvelope(res, 404, { code: 404, message: 'Not found', data: null });
+  }
+  res.writeHead(200, {
+    'Content-Type': 'application/javascript; charset=utf-8',
+    'Cache-Control': 'public, max-age=86400',
+  });
+  createReadStream(file)
+    .on('error', () => res.destroy())
+    .pipe(res);
+}

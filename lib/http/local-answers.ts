@@ -1,0 +1,64 @@
+import type { ServerResponse } from 'node:http';
+import type { PurchaseRequest } from '../purchase/checks';
+import type { PurchaseGateway } from '../purchase/gateway';
+import type { ResultRecord } from '../purchase/results';
+import { bindUser } from './access';
+import { sendEnvelope, sendJson, success } from './envelope';
+import { isEmpty, V2_RESULT, V2_SUBMIT, type Check, type Middleware, type Next, type Req } from './request';
+
+/** What the gateway of this node answers from memory, and the actions' own rules to check requests by. */
+export interface LocalAnswerInputs {
+  gateway: Pick<PurchaseGateway, 'refuseLocally' | 'terminalResult'>;
+  validPurchase: Check;
+  validResult: Check;
+}
+
+/** Success envelopes of terminal results, serialized once per record (records are immutable). */
+const resultAnswers = new WeakMap<ResultRecord, string>();
+
+/**
+ * What the gateway answers from its own memory (route middleware, after the body parser), with the
+ * same envelope and without an action call: a well-formed V2 submit it refuses alone (sold out,
+ * paused, outside the sale) — the sold-out storm — and a well-formed poll of a terminal result it
+ * holds. Anything else goes on to its action. `local` answers undefined on a node without the
+ * purchase service.
+ */
+export function answerLocally(local: () => LocalAnswerInputs | undefined): Middleware {
+  return (req: Req, res: ServerResponse, next: Next): void => {
+    const inputs = local();
+    if (!inputs) return next();
+    const { gateway, validPurchase, validResult } = inputs;
+    if (req.method === 'POST' && req.parsedUrl === V2_SUBMIT) {
+      const body = req.body as PurchaseRequest | null | undefined;
+      if (typeof body !== 'object' || body === null) return next();
+      if (req.$user !== undefined) {
+        try {
+          bindUser(body as unknown as Record<string, unknown>, req.$user, true);
+        } catch (err) {
+          return next(err);
+        }
+      }
+      if (!isEmpty(req.query) || validPurchase(body) !== true) return next();
+      const refusal = gateway.refuseLocally(body);
+      if (!refusal) return next();
+      return sendEnvelope(res, refusal.http, { code: refusal.code, message: refusal.message, data: null });
+    }
+    if (req.method === 'GET' && req.parsedUrl === V2_RESULT) {
+      const query = req.query as { messageId?: string } | undefined;
+      // A body (moleculer-web merges or refuses it) is for the action's rules to judge.
+      const { body } = req;
+      if (body !== undefined && !(typeof body === 'object' && body !== null && isEmpty(body))) return next();
+      if (validResult(query) !== true || !query?.messageId) return next();
+      const record = gateway.terminalResult(query.messageId);
+      // Another user's message: the action answers it like a missing one.
+      if (!record || (req.$user !== undefined && record.userId !== req.$user)) return next();
+      let answer = resultAnswers.get(record);
+      if (answer === undefined) {
+        answer = JSON.stringify(success(record));
+        resultAnswers.set(record, answer);
+      }
+      return sendJson(res, 200, answer);
+    }
+    next();
+  };
+}
