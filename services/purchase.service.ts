@@ -127,7 +127,7 @@ const purchaseService: ServiceSchema<ServiceSettingSchema, Record<string, never>
     const ports = {
       admissions: redisAdmissions({ redis, admitter }, config),
       queue,
-      results: storedResults({ redis, db }, config),
+      results: storedResults({ redis, db }),
     };
     const settings = {
       calendar,

@@ -21,8 +21,11 @@ type UserDay = Pick<PurchaseKey, 'userId' | 'date'>;
 export interface AdmissionPort {
   /** One round trip: pause, rate limits, the claim, a reserved ticket, the outbox entry, the PENDING record. */
   reserve(req: UserDay, messageId: string, now: Date): Promise<Admission>;
-  /** The admission's message is on the queue: its outbox entry may go. */
-  queued(date: string, messageId: string): void;
+  /**
+   * The admission's message is on the queue as stream sequence `seq`: its outbox entry goes, and
+   * its PENDING record learns the sequence (queue positions for later polls). Never rejects.
+   */
+  queued(date: string, messageId: string, seq: number): void;
   /**
    * Undoes an admission whose publish failed: the ticket back, the claim and the PENDING record
    * gone, the outbox entry cleared. Never rejects (what it misses, the outbox recovery finishes).
@@ -49,8 +52,6 @@ export interface PublisherPort {
 /** Where results are read: the records in Redis, then the orders in the database. */
 export interface ResultStorePort {
   cached(messageId: string): Promise<ResultRecord | null>;
-  /** Adds the stream sequence to a PENDING record (queue positions for later polls). */
-  recordSeq(messageId: string, seq: number): Promise<void>;
   /** The order a message made, as its result; null when none. */
   ofMessage(messageId: string): Promise<ResultRecord | null>;
   /** The user's valid order of a day, as its result; null when none. */
@@ -69,6 +70,7 @@ export function redisAdmissions(
   settings: Pick<Config, 'rateLimit' | 'resultTtlSeconds'>,
 ): AdmissionPort {
   const outboxAcks = new OutboxAcks(redis);
+  const recorder = new ResultRecorder(redis, settings.resultTtlSeconds);
   return {
     reserve: (req, messageId, now) =>
       reserve(redis, settings, req, messageId, {
@@ -76,7 +78,10 @@ export function redisAdmissions(
         admitter,
         now,
       }),
-    queued: (date, messageId) => outboxAcks.remove({ date, messageId, admitter }),
+    queued(date, messageId, seq) {
+      outboxAcks.remove({ date, messageId, admitter });
+      recorder.record(messageId, 'PENDING', { seq: String(seq) }).catch(() => undefined);
+    },
     async release(req, messageId) {
       await settle(redis, req, messageId, true, 'drop').catch(() => undefined);
       await redis.del(keys.result(messageId)).catch(() => undefined);
@@ -99,17 +104,10 @@ export function redisAdmissions(
   };
 }
 
-/** The result store on Redis (the records, written in batches) and PostgreSQL (the orders). */
-export function storedResults(
-  { redis, db }: { redis: Redis; db: Sequelize },
-  settings: Pick<Config, 'resultTtlSeconds'>,
-): ResultStorePort {
-  const recorder = new ResultRecorder(redis, settings.resultTtlSeconds);
+/** The result store on Redis (the records) and PostgreSQL (the orders). */
+export function storedResults({ redis, db }: { redis: Redis; db: Sequelize }): ResultStorePort {
   return {
     cached: (messageId) => readCachedResult(redis, messageId),
-    async recordSeq(messageId, seq) {
-      await recorder.record(messageId, 'PENDING', { seq: String(seq) });
-    },
     async ofMessage(messageId) {
       const order = await orderByMessageId(db, messageId);
       return order ? fromOrder(order) : null;

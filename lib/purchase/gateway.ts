@@ -154,8 +154,7 @@ export class PurchaseGateway {
         appError('UNAVAILABLE', 'The purchase queue is unavailable, try again'),
       );
     }
-    this.admissions.queued(req.date, messageId);
-    this.resultStore.recordSeq(messageId, seq).catch(() => undefined);
+    this.admissions.queued(req.date, messageId, seq);
     this.events.submitted('accepted');
     const position = this.positionOf(seq);
     return {

@@ -85,8 +85,10 @@ class FakeAdmissions implements AdmissionPort {
     return { outcome: 'OK', remaining: stock - 1 };
   }
 
-  queued(_date: string, messageId: string): void {
+  queued(_date: string, messageId: string, seq: number): void {
     this.outbox.delete(messageId);
+    const record = this.records.get(messageId);
+    if (record) record.seq = seq;
   }
 
   async release(req: UserDay, messageId: string): Promise<void> {
@@ -145,11 +147,6 @@ class FakeResults implements ResultStorePort {
   async cached(messageId: string) {
     this.reads.cached++;
     return this.records.get(messageId) ?? null;
-  }
-
-  async recordSeq(messageId: string, seq: number) {
-    const record = this.records.get(messageId);
-    if (record) record.seq = seq;
   }
 
   async ofMessage(messageId: string) {
@@ -216,7 +213,6 @@ describe('PurchaseGateway with fake ports: submit', () => {
     ]);
     expect(admissions.stock.get(today)).toBe(9);
     expect(admissions.outbox.size).toBe(0);
-    await settled();
     expect(results.records.get(answer.messageId)).toMatchObject({ status: 'PENDING', seq: 1 });
     expect(events.submitted).toEqual(['accepted']);
   });
@@ -423,7 +419,6 @@ describe('PurchaseGateway with fake ports: results', () => {
     expect(answer.position).toBe(30);
     expect(answer.pollIntervalMs).toBeGreaterThanOrEqual(SETTINGS.poll.minMs);
     expect(answer.pollIntervalMs).toBeLessThanOrEqual(SETTINGS.poll.maxMs);
-    await settled();
     expect(await gateway.result(answer.messageId)).toMatchObject({ status: 'PENDING', position: 30 });
   });
 });
