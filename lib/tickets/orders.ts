@@ -1,20 +1,9 @@
 import type Redis from 'ioredis';
-import { QueryTypes, type Sequelize } from 'sequelize';
-import { modelsOf } from '../db/models';
+import { QueryTypes, type InferAttributes, type Sequelize } from 'sequelize';
+import { modelsOf, type Order } from '../db/models';
 import { appError } from '../errors';
 import { claimOf, keys } from '../store/keys';
 import { restockDay } from './stock';
-
-export interface OrderView {
-  orderNo: string;
-  messageId: string | null;
-  userId: number;
-  date: string;
-  ticketCode: string;
-  status: 'valid' | 'cancelled';
-  createdAt: string;
-  cancelledAt: string | null;
-}
 
 const ORDER_ATTRIBUTES = [
   'orderNo',
@@ -25,7 +14,10 @@ const ORDER_ATTRIBUTES = [
   'status',
   'createdAt',
   'cancelledAt',
-] as const satisfies readonly (keyof OrderView)[];
+] as const;
+
+/** An order as the API shows it. */
+export type OrderView = Pick<InferAttributes<Order>, (typeof ORDER_ATTRIBUTES)[number]>;
 
 export const ORDER_COLUMNS = `order_no AS "orderNo", message_id AS "messageId", user_id AS "userId", date,
   ticket_code AS "ticketCode", status, created_at AS "createdAt", cancelled_at AS "cancelledAt"`;
