@@ -1,3 +1,6 @@
+// Over 400 lines on purpose: the one place every environment variable is declared (the Config
+// type, its validation schema with defaults, the cross-field checks), read once at start. Split,
+// a new variable would have to be added in several files that must agree.
 import { createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import Validator from 'fastest-validator';

@@ -102,7 +102,8 @@ export function createApiService(config: Config): ServiceSchema<ApiSettingsSchem
           logging: false,
           aliases: {
             async 'GET health'(this: Service, _req: Req, res: ServerResponse) {
-              sendHealth(res, await checkHealth(this.broker, runtimeOf(this.broker)));
+              const { db, redis } = runtimeOf(this.broker);
+              sendHealth(res, await checkHealth(this.broker, { db, redis }));
             },
             'GET metrics'(this: Service, req: Req, res: ServerResponse) {
               access.checkMetricsToken(req);

@@ -52,7 +52,16 @@ const monitorService: ServiceSchema<ServiceSettingSchema, Record<string, never>,
   },
 
   created() {
-    this.monitor = new Monitor(this.broker, runtimeOf(this.broker), this.logger);
+    const rt = runtimeOf(this.broker);
+    this.monitor = new Monitor(
+      this.broker,
+      rt.config,
+      {
+        stores: { db: rt.db, redis: rt.redis },
+        queueStats: async () => (await rt.queue(this.broker.nodeID)).stats(),
+      },
+      this.logger,
+    );
   },
 
   started() {

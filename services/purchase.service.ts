@@ -1,6 +1,7 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from 'moleculer';
 import type { PurchaseRequest } from '../lib/purchase/checks';
 import { PurchaseGateway, type Outcome } from '../lib/purchase/gateway';
+import { redisAdmissions, storedResults } from '../lib/purchase/gateway-ports';
 import { OutboxKeeper } from '../lib/purchase/outbox';
 import type { ResultRecord } from '../lib/purchase/results';
 import { appCodeOf, isRefusal } from '../lib/errors';
@@ -122,15 +123,26 @@ const purchaseService: ServiceSchema<ServiceSettingSchema, Record<string, never>
 
   async started() {
     const queue = await this.rt.queue(this.broker.nodeID);
-    this.gateway = new PurchaseGateway(this.rt, queue, {
+    const { config, redis, db, admitter, calendar } = this.rt;
+    const ports = {
+      admissions: redisAdmissions({ redis, admitter }, config),
+      queue,
+      results: storedResults({ redis, db }),
+    };
+    const settings = {
+      calendar,
+      hashSecret: config.hashSecret,
+      poll: config.poll,
+      resultLruSize: config.cache.resultLruSize,
+    };
+    this.gateway = new PurchaseGateway(ports, settings, {
       soldOut: (date) => void this.broker.broadcast('tickets.soldOut', { date }),
       submitted: (outcome: Outcome) => this.countSubmit(outcome),
       resultRead: (level) => this.broker.metrics.increment(METRICS.cache, { level }),
     });
     this.serving = this.gateway;
-    this.gateway.setPaused((await this.rt.redis.exists(keys.paused)) === 1);
+    this.gateway.setPaused((await redis.exists(keys.paused)) === 1);
     await this.gateway.refreshBacklog().catch(() => undefined);
-    const { config, redis, db, admitter } = this.rt;
     this.outbox = new OutboxKeeper(
       { redis, db, queue, admitter },
       { ...config.outbox, resultTtlSeconds: config.resultTtlSeconds },

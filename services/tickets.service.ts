@@ -1,5 +1,7 @@
+import type Redis from 'ioredis';
 import { LRUCache } from 'lru-cache';
 import type { Context, ServiceSchema, ServiceSettingSchema } from 'moleculer';
+import type { Sequelize } from 'sequelize';
 import { WindowLimiter } from '../lib/http/abuse';
 import { ensureDatabase, migrate, seedUsers } from '../lib/db';
 import { modelsOf } from '../lib/db/models';
@@ -13,7 +15,7 @@ import { distrustMovedCache, rebuildCache, reconcileCache } from '../lib/purchas
 import { restockDay } from '../lib/tickets/stock';
 import { findDay, listSaleDays, rollDays, setSalePaused, setStock, toView } from '../lib/tickets/days';
 import { cancelOrder, ordersOfUser, stats } from '../lib/tickets/orders';
-import { purchaseV1 } from '../lib/purchase/v1';
+import { purchaseV1, type V1Settings } from '../lib/purchase/v1';
 import {
   dateRule,
   orderNoRule,
@@ -27,6 +29,9 @@ type Stats = Awaited<ReturnType<typeof stats>>;
 
 interface Vars {
   rt: Runtime;
+  /** The stores the library functions below take (from the runtime). */
+  stores: { db: Sequelize; redis: Redis };
+  v1: V1Settings;
   /** A crowd refreshing the stats costs one query a second, whatever its size. */
   stats: LRUCache<'all', Stats>;
   /** Verify hashes issued per user and window (VERIFY_HASH_USER_MAX): one bot cannot buy for everyone. */
@@ -103,7 +108,7 @@ const ticketsService: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
     purchaseV1: {
       params: purchaseParams,
       async handler(ctx: Context<PurchaseRequest>) {
-        const order = await purchaseV1(this.rt, ctx.params);
+        const order = await purchaseV1({ ...this.stores, admitter: this.rt.admitter }, this.v1, ctx.params);
         const { orderNo, userId, date, ticketCode } = order;
         return { orderNo, userId, date, ticketCode };
       },
@@ -119,7 +124,7 @@ const ticketsService: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
     cancel: {
       params: { $$strict: true, userId: userIdRule, orderNo: orderNoRule },
       async handler(ctx: Context<{ userId: number; orderNo: string }>) {
-        const order = await cancelOrder(this.rt, ctx.params.userId, ctx.params.orderNo);
+        const order = await cancelOrder(this.stores, ctx.params.userId, ctx.params.orderNo);
         this.stockChanged(order.date);
         return order;
       },
@@ -141,7 +146,7 @@ const ticketsService: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
       },
       async handler(ctx: Context<{ date: string; total: number; name?: string }>) {
         const day = await setStock(this.rt.db, ctx.params.date, ctx.params.total, ctx.params.name);
-        await restockDay(this.rt, day.date);
+        await restockDay(this.stores, day.date);
         this.stockChanged(day.date);
         return toView(day);
       },
@@ -171,7 +176,7 @@ const ticketsService: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
     reconcile: {
       params: { $$strict: 'remove' },
       async handler() {
-        const report = await reconcileCache(this.rt, saleDates(this.rt.calendar));
+        const report = await reconcileCache(this.stores, this.rt.config, saleDates(this.rt.calendar));
         for (const day of report.days) this.stockChanged(day.date);
         return report;
       },
@@ -200,7 +205,7 @@ const ticketsService: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
       // A cache that is not ready gets every sale day, new ones too, from its rebuild (warm-up or
       // watchdog); made ready here for the new days only, the rest of it would be trusted as it is.
       if (created.length && (await this.rt.redis.exists(keys.ready)) === 1) {
-        await reconcileCache(this.rt, created);
+        await reconcileCache(this.stores, this.rt.config, created);
       }
       for (const date of [...created, ...stopped]) this.stockChanged(date);
       return { created, stopped };
@@ -218,7 +223,7 @@ const ticketsService: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
       if ((await redis.exists(keys.ready)) === 1) return;
       const lock = await redis.set(keys.rebuildLock, process.pid, 'PX', 30_000, 'NX');
       if (lock !== 'OK') return;
-      this.rebuilding = rebuildCache(this.rt, saleDates(this.rt.calendar))
+      this.rebuilding = rebuildCache(this.stores, this.rt.config, saleDates(this.rt.calendar))
         .then((report) => {
           this.logger.warn('Redis had lost its state: rebuilt from the database', report);
           for (const day of report.days) this.stockChanged(day.date);
@@ -240,12 +245,12 @@ const ticketsService: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
       const { redis } = this.rt;
       const dates = saleDates(this.rt.calendar);
       if ((await redis.exists(keys.ready)) === 0) {
-        await rebuildCache(this.rt, dates);
+        await rebuildCache(this.stores, this.rt.config, dates);
         return;
       }
       const stocked = await Promise.all(dates.map((d) => redis.exists(keys.stock(d))));
       const cold = dates.filter((_, i) => stocked[i] === 0);
-      if (cold.length) await reconcileCache(this.rt, cold);
+      if (cold.length) await reconcileCache(this.stores, this.rt.config, cold);
     },
 
     checkCache() {
@@ -259,6 +264,9 @@ const ticketsService: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 
   created() {
     this.rt = runtimeOf(this.broker);
+    const { config, calendar } = this.rt;
+    this.stores = { db: this.rt.db, redis: this.rt.redis };
+    this.v1 = { calendar, hashSecret: config.hashSecret, rateLimit: config.rateLimit };
     this.stats = new LRUCache<'all', Stats>({
       max: 1,
       ttl: STATS_TTL_MS,

@@ -8,7 +8,7 @@ import {
   type Sequelize,
 } from 'sequelize';
 
-export type DayStatus = 'on_sale' | 'stopped';
+type DayStatus = 'on_sale' | 'stopped';
 
 /**
  * Models where a plain lookup or listing reads better than SQL: the user check, a user's orders, the

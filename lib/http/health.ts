@@ -1,7 +1,8 @@
 import type { ServerResponse } from 'node:http';
+import type Redis from 'ioredis';
 import type { ServiceBroker } from 'moleculer';
+import type { Sequelize } from 'sequelize';
 import { ERRORS } from '../errors';
-import type { Runtime } from '../runtime';
 import { sendEnvelope } from './envelope';
 
 export interface DependencyState {
@@ -40,16 +41,19 @@ async function probe(check: () => Promise<unknown>, timeoutMs = 2000): Promise<D
   }
 }
 
-/** Each dependency as this node sees it. */
-export async function checkHealth(broker: ServiceBroker, rt: Runtime): Promise<Health> {
+/** Each dependency as this node sees it (PostgreSQL through its main pool). */
+export async function checkHealth(
+  broker: ServiceBroker,
+  stores: { db: Sequelize; redis: Redis },
+): Promise<Health> {
   // Moleculer's NATS transporter flags only a closed connection, not one that dropped and is
   // reconnecting: a round trip (PING/PONG) through its client tells.
   const transit = broker.transit as unknown as
     { connected?: boolean; tx?: { client?: { flush?: () => Promise<void> } } } | undefined;
   const client = transit?.tx?.client;
   const [postgres, redis, nats] = await Promise.all([
-    probe(() => rt.db.query('SELECT 1')),
-    probe(() => rt.redis.ping()),
+    probe(() => stores.db.query('SELECT 1')),
+    probe(() => stores.redis.ping()),
     transit?.connected
       ? client?.flush
         ? probe(() => client.flush!())

@@ -1,3 +1,4 @@
+import type Redis from 'ioredis';
 import type { Logger, ServiceBroker } from 'moleculer';
 import {
   catchError,
@@ -12,12 +13,13 @@ import {
   type Observable,
   type Subscription,
 } from 'rxjs';
+import type { Sequelize } from 'sequelize';
+import type { Config } from '../../config';
 import { appError } from '../errors';
 import { checkHealth } from '../http/health';
 import { METRICS, registerMetrics } from '../metrics';
 import type { QueueStats } from '../purchase/queue';
 import type { ResultRecord } from '../purchase/results';
-import type { Runtime } from '../runtime';
 import { AlertBook, alertRules, evaluateAlerts, type AlertRule } from './alerts';
 import { monitorSnapshots } from './pipeline';
 import type { Alert, Dependencies, MonitorSnapshot, NodeStat, QueueSnapshot, SubmitReport } from './types';
@@ -28,6 +30,16 @@ export interface MonitorFeed {
   seq: number;
   changes: Alert[];
   snapshot: MonitorSnapshot;
+}
+
+/** The configuration the monitor reads: intervals, alert rules and the webhook, the namespace. */
+export type MonitorSettings = Pick<Config, 'monitor' | 'alerts' | 'namespace'>;
+
+/** What the monitor reads besides the bus: this node's stores (health) and the queue directly. */
+export interface MonitorDeps {
+  stores: { db: Sequelize; redis: Redis };
+  /** The queue's figures read directly, when no worker answers `purchase-worker.queueStats`. */
+  queueStats(): Promise<QueueStats>;
 }
 
 const mb = (bytes: number) => Math.round((bytes / 1048576) * 10) / 10;
@@ -56,10 +68,11 @@ export class Monitor {
 
   constructor(
     private readonly broker: ServiceBroker,
-    private readonly rt: Runtime,
+    private readonly config: MonitorSettings,
+    private readonly deps: MonitorDeps,
     private readonly logger: Logger,
   ) {
-    this.rules = alertRules(rt.config.alerts);
+    this.rules = alertRules(config.alerts);
     registerMetrics(broker);
   }
 
@@ -75,7 +88,7 @@ export class Monitor {
   /** Idempotent; does nothing once stopped. */
   start(): void {
     if (this.stopped || this.subscription) return;
-    const { intervalMs } = this.rt.config.monitor;
+    const { intervalMs } = this.config.monitor;
     // exhaustMap: a slow reading is skipped, never queued behind itself.
     const poll = <T>(everyMs: number, read: () => Promise<T>, fallback: T): Observable<T> =>
       timer(0, everyMs).pipe(
@@ -95,10 +108,10 @@ export class Monitor {
           nats: false,
         }),
       },
-      { intervalMs, windowMs: this.rt.config.alerts.windowMs },
+      { intervalMs, windowMs: this.config.alerts.windowMs },
     );
     this.subscription = snapshots$
-      .pipe(evaluateAlerts(this.rules, this.rt.config.alerts.hold))
+      .pipe(evaluateAlerts(this.rules, this.config.alerts.hold))
       .subscribe(({ snapshot, changes }) => {
         this.latestSnapshot = snapshot;
         this.book.setActive(snapshot.alerts);
@@ -120,7 +133,7 @@ export class Monitor {
   /** The latest snapshot; right after start, waits for the first one. */
   async snapshot(): Promise<MonitorSnapshot> {
     if (this.latestSnapshot) return this.latestSnapshot;
-    const waitMs = Math.max(5000, this.rt.config.monitor.intervalMs * 3);
+    const waitMs = Math.max(5000, this.config.monitor.intervalMs * 3);
     try {
       return await firstValueFrom(this.snapshots$.pipe(timeout(waitMs)));
     } catch {
@@ -139,9 +152,9 @@ export class Monitor {
     if (alert.resolvedAt) this.logger.info(`Alert resolved: [${alert.rule}] ${alert.message}`);
     else this.logger.warn(`Alert raised: [${alert.rule}] ${alert.message}`);
     this.alertSubject.next(alert);
-    const url = this.rt.config.alerts.webhookUrl;
+    const url = this.config.alerts.webhookUrl;
     if (url && this.sendsWebhooks()) {
-      const payload = webhookPayload(alert, this.rt.config.namespace, this.broker.nodeID);
+      const payload = webhookPayload(alert, this.config.namespace, this.broker.nodeID);
       const delivery = postWebhook(url, payload, this.logger);
       this.deliveries.add(delivery);
       void delivery.finally(() => this.deliveries.delete(delivery));
@@ -176,8 +189,8 @@ export class Monitor {
               {},
               { timeout: 2000, retries: 0 },
             )
-            .catch(async () => (await this.rt.queue(this.broker.nodeID)).stats())
-        : await (await this.rt.queue(this.broker.nodeID)).stats();
+            .catch(() => this.deps.queueStats())
+        : await this.deps.queueStats();
     const queue: QueueSnapshot = {
       backlog: stats.backlog,
       waiting: stats.waiting,
@@ -197,7 +210,7 @@ export class Monitor {
     const nodes = this.broker.registry
       .getNodeList({ onlyAvailable: true, withServices: true })
       .filter((node) => (node.services as { name: string }[]).some((s) => s.name === '$node'));
-    const timeoutMs = Math.max(1000, this.rt.config.monitor.intervalMs);
+    const timeoutMs = Math.max(1000, this.config.monitor.intervalMs);
     const stats = await Promise.all(
       nodes.map(async (node): Promise<NodeStat | null> => {
         try {
@@ -225,7 +238,7 @@ export class Monitor {
   }
 
   private async readDependencies(): Promise<Dependencies> {
-    const { dependencies: d } = await checkHealth(this.broker, this.rt);
+    const { dependencies: d } = await checkHealth(this.broker, this.deps.stores);
     return { postgres: d.postgres.up, redis: d.redis.up, nats: d.nats.up };
   }
 }

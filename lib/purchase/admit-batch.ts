@@ -26,7 +26,7 @@ export class AdmissionBatch {
 
   constructor(
     private readonly redis: Redis,
-    private readonly config: Config,
+    private readonly config: Pick<Config, 'rateLimit'>,
   ) {}
 
   reserve(

@@ -1,5 +1,6 @@
 import type Redis from 'ioredis';
-import type { Runtime } from '../runtime';
+import type { Sequelize } from 'sequelize';
+import type { Config } from '../../config';
 import { claimOf, keys } from '../store/keys';
 import { deleteNamespace } from '../store/redis';
 import { findDays, salePausedAt } from '../tickets/days';
@@ -16,6 +17,12 @@ export interface DayRepair {
   pending: number;
 }
 
+/** The stores the cache is rebuilt between: the database (the truth) and Redis. */
+export interface CacheStores {
+  db: Sequelize;
+  redis: Redis;
+}
+
 export interface RepairReport {
   rebuilt: boolean;
   days: DayRepair[];
@@ -27,8 +34,12 @@ export interface RepairReport {
  * successful orders, and the stock (database remaining less the reservations still in flight).
  * Used at start (warm-up), after Redis lost its data, and by the admin reconcile call.
  */
-export async function reconcileCache(rt: Runtime, dates: readonly string[]): Promise<RepairReport> {
-  const { db, redis } = rt;
+export async function reconcileCache(
+  stores: CacheStores,
+  settings: Pick<Config, 'resultTtlSeconds'>,
+  dates: readonly string[],
+): Promise<RepairReport> {
+  const { db, redis } = stores;
   const wasReady = (await redis.exists(keys.ready)) === 1;
   const days = await findDays(db, dates);
   const report: RepairReport = { rebuilt: !wasReady, days: [], differences: 0 };
@@ -58,11 +69,11 @@ export async function reconcileCache(rt: Runtime, dates: readonly string[]): Pro
     if (toRemove.length) tx.hdel(keys.claims(day.date), ...toRemove);
     for (const o of missingResults) {
       const key = keys.result(o.messageId!);
-      tx.hset(key, toFields(fromOrder(o))).expire(key, rt.config.resultTtlSeconds);
+      tx.hset(key, toFields(fromOrder(o))).expire(key, settings.resultTtlSeconds);
     }
     await tx.exec();
     // Stock last: admission treats a missing stock key as "not ready", so claims come first.
-    const stock = (await restockDay(rt, day.date)) ?? 0;
+    const stock = (await restockDay(stores, day.date)) ?? 0;
 
     const repair: DayRepair = {
       date: day.date,
@@ -129,11 +140,16 @@ const KEPT_WHEN_MOVED = [keys.paused, keys.rebuildLock];
  * before the rebuild, which sets `ready` last: a cache made ready here is never distrusted for the
  * moment between the two, and one whose server changes during the rebuild names the old one.
  */
-export async function rebuildCache(rt: Runtime, dates: readonly string[]): Promise<RepairReport> {
-  const runId = await serverRunId(rt.redis);
-  if ((await rt.redis.get(keys.generation)) !== runId) {
-    await deleteNamespace(rt.redis, rt.config.namespace, KEPT_WHEN_MOVED);
+export async function rebuildCache(
+  stores: CacheStores,
+  settings: Pick<Config, 'resultTtlSeconds' | 'namespace'>,
+  dates: readonly string[],
+): Promise<RepairReport> {
+  const { redis } = stores;
+  const runId = await serverRunId(redis);
+  if ((await redis.get(keys.generation)) !== runId) {
+    await deleteNamespace(redis, settings.namespace, KEPT_WHEN_MOVED);
   }
-  await rt.redis.set(keys.generation, runId);
-  return reconcileCache(rt, dates);
+  await redis.set(keys.generation, runId);
+  return reconcileCache(stores, settings, dates);
 }

@@ -20,7 +20,7 @@ export function checkSaleWindow(cal: SaleCalendar, date: string, now = new Date(
 }
 
 /** The verify hash: issued by this service for this user and day, not expired. Throws 6003. */
-export function checkHash(config: Config, req: PurchaseRequest, now = new Date()): void {
+export function checkHash(config: Pick<Config, 'hashSecret'>, req: PurchaseRequest, now = new Date()): void {
   if (
     !req.verifyHash ||
     !checkVerifyHash(config.hashSecret, req.userId, req.date, req.verifyHash, now.getTime())
@@ -31,7 +31,7 @@ export function checkHash(config: Config, req: PurchaseRequest, now = new Date()
 
 /** Checks that need no I/O: the sale calendar and the verify hash. Throws the SPEC error. */
 export function checkRequest(
-  config: Config,
+  config: Pick<Config, 'hashSecret'>,
   cal: SaleCalendar,
   req: PurchaseRequest,
   now = new Date(),

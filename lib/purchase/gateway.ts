@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { filter, map, merge, take, timer } from 'rxjs';
-import type { Runtime } from '../runtime';
+import type { Config } from '../../config';
 import { isTerminal, type PurchaseStatus } from '../../machines/purchase.machine';
 import {
   appCodeOf,
@@ -13,15 +13,13 @@ import {
   type ErrorName,
   type Refusal,
 } from '../errors';
-import { isV1Claim, keys } from '../store/keys';
-import { validOrderOf, orderByMessageId } from '../tickets/orders';
+import type { SaleCalendar } from '../sale/calendar';
+import { isV1Claim } from '../store/keys';
 import { checkHash, checkSaleWindow, type PurchaseRequest } from './checks';
-import { AdmissionBatch } from './admit-batch';
-import { refusal, settle } from './reservations';
-import { OutboxAcks } from './outbox';
-import type { PurchaseQueue } from './queue';
+import type { AdmissionPort, GatewayPorts, PublisherPort, ResultStorePort } from './gateway-ports';
+import { refusal } from './reservations';
 import { ResultHub } from './result-hub';
-import { fromOrder, readCachedResult, type ResultRecord } from './results';
+import type { ResultRecord } from './results';
 
 export interface SubmitAnswer {
   messageId: string;
@@ -41,6 +39,12 @@ export interface GatewayEvents {
   resultRead(level: 'lru' | 'redis' | 'database' | 'miss'): void;
 }
 
+/** The configuration the gateway reads: the sale calendar, the hash secret, poll bounds, its LRU's size. */
+export type GatewaySettings = Pick<Config, 'hashSecret' | 'poll'> & {
+  calendar: SaleCalendar;
+  resultLruSize: number;
+};
+
 /**
  * The gateway side of the V2 purchase: admission in one Redis round trip, the publish to JetStream,
  * local sold-out and pause flags, and the result queries (LRU → Redis → database).
@@ -53,23 +57,23 @@ export class PurchaseGateway {
    * read per id and second. (A real message is in Redis before its id is handed out.)
    */
   private readonly unknown = new LRUCache<string, true>({ max: 10_000, ttl: 1000 });
-  /** Admissions, one Redis call a turn. */
-  private readonly admissions: AdmissionBatch;
-  /** Outbox removals and the stream sequences of PENDING records (queue positions), one call a turn. */
-  private readonly outboxAcks: OutboxAcks;
+  private readonly admissions: AdmissionPort;
+  private readonly queue: PublisherPort;
+  private readonly resultStore: ResultStorePort;
   /** Days this gateway knows are sold out, with the claims snapshot that keeps resubmits idempotent. */
   private readonly soldOut = new Map<string, { claims: Map<string, string>; loaded: boolean }>();
   private paused = false;
   private backlog = { ackFloor: 0, waiting: 0, drainPerSec: 2000, at: 0 };
 
   constructor(
-    private readonly rt: Runtime,
-    private readonly queue: PurchaseQueue,
+    ports: GatewayPorts,
+    private readonly settings: GatewaySettings,
     private readonly events: GatewayEvents,
   ) {
-    this.terminal = new LRUCache({ max: Math.max(1, rt.config.cache.resultLruSize) });
-    this.admissions = new AdmissionBatch(rt.redis, rt.config);
-    this.outboxAcks = new OutboxAcks(rt.redis);
+    this.admissions = ports.admissions;
+    this.queue = ports.queue;
+    this.resultStore = ports.results;
+    this.terminal = new LRUCache({ max: Math.max(1, settings.resultLruSize) });
   }
 
   /**
@@ -81,7 +85,7 @@ export class PurchaseGateway {
    */
   refuseLocally(req: PurchaseRequest, now = new Date()): Refusal | undefined {
     try {
-      checkSaleWindow(this.rt.calendar, req.date, now);
+      checkSaleWindow(this.settings.calendar, req.date, now);
     } catch (err) {
       return this.refuse('rejected', err as AppError);
     }
@@ -92,14 +96,13 @@ export class PurchaseGateway {
   }
 
   async submit(req: PurchaseRequest): Promise<SubmitAnswer | Refusal> {
-    const { config, redis } = this.rt;
     const now = new Date();
     const refused = this.refuseLocally(req, now);
     if (refused) return refused;
     const known = this.soldOut.get(req.date);
     const claim = known?.loaded ? known.claims.get(String(req.userId)) : undefined;
     try {
-      checkHash(config, req, now);
+      checkHash(this.settings, req, now);
     } catch (err) {
       return this.refuse('rejected', err as AppError);
     }
@@ -109,14 +112,9 @@ export class PurchaseGateway {
     }
     const messageId = randomUUID();
     const queuedAt = now;
-    const admitter = this.rt.admitter;
     let admission;
     try {
-      admission = await this.admissions.reserve(req, messageId, {
-        resultTtlSeconds: config.resultTtlSeconds,
-        admitter,
-        now: queuedAt,
-      });
+      admission = await this.admissions.reserve(req, messageId, queuedAt);
     } catch {
       return this.refuse('unavailable', 'UNAVAILABLE');
     }
@@ -150,15 +148,13 @@ export class PurchaseGateway {
     } catch {
       // Never an accepted message that is not on the queue: undo the reservation and say so.
       // (Should this process die before the undo, the outbox entry lets another gateway finish it.)
-      await settle(redis, req, messageId, true, 'drop').catch(() => undefined);
-      await redis.del(keys.result(messageId)).catch(() => undefined);
-      this.outboxAcks.remove({ date: req.date, messageId, admitter });
+      await this.admissions.release(req, messageId);
       return this.refuse(
         'unavailable',
         appError('UNAVAILABLE', 'The purchase queue is unavailable, try again'),
       );
     }
-    this.outboxAcks.remove({ date: req.date, messageId, admitter }, seq);
+    this.admissions.queued(req.date, messageId, seq);
     this.events.submitted('accepted');
     const position = this.positionOf(seq);
     return {
@@ -194,7 +190,7 @@ export class PurchaseGateway {
     const woken = new Promise<ResultRecord | null>((resolve) => (wake = resolve));
     const watching = merge(
       this.hub.watch(messageId).pipe(filter((r) => isTerminal(r.status))),
-      timer(Math.min(waitMs, this.rt.config.poll.longPollMaxMs)).pipe(map(() => null)),
+      timer(Math.min(waitMs, this.settings.poll.longPollMaxMs)).pipe(map(() => null)),
     )
       .pipe(take(1))
       .subscribe(wake);
@@ -208,13 +204,13 @@ export class PurchaseGateway {
   }
 
   async resultByUser(userId: number, date: string): Promise<ResultRecord> {
-    const claim = await this.rt.redis.hget(keys.claims(date), String(userId));
+    const claim = await this.admissions.claim(date, userId);
     if (claim && !isV1Claim(claim)) {
       const record = await this.lookup(claim);
       if (record) return this.decorate(record);
     }
-    const order = await validOrderOf(this.rt.db, userId, date);
-    if (order) return fromOrder(order);
+    const order = await this.resultStore.ofUser(userId, date);
+    if (order) return order;
     throw appError('NOT_FOUND', 'No purchase for this user and day');
   }
 
@@ -253,8 +249,8 @@ export class PurchaseGateway {
     if (this.soldOut.has(date)) return;
     const flag = { claims: new Map<string, string>(), loaded: false };
     this.soldOut.set(date, flag);
-    this.rt.redis
-      .hgetall(keys.claims(date))
+    this.admissions
+      .claims(date)
       .then((all) => {
         for (const [userId, claim] of Object.entries(all))
           if (!flag.claims.has(userId)) flag.claims.set(userId, claim);
@@ -280,18 +276,11 @@ export class PurchaseGateway {
    */
   async checkFlags(): Promise<void> {
     const dates = [...this.soldOut.keys()];
-    const answers = await this.rt.redis
-      .pipeline([
-        ['exists', keys.ready],
-        ['exists', keys.paused],
-        ...dates.map((d) => ['get', keys.stock(d)]),
-      ])
-      .exec();
-    if (!answers || answers.some(([err]) => err)) return;
-    const [[, ready], [, paused], ...stocks] = answers;
-    if (ready === 1) this.paused = paused === 1;
+    const flags = await this.admissions.flags(dates);
+    if (!flags) return;
+    if (flags.ready) this.paused = flags.paused;
     dates.forEach((date, i) => {
-      if (Number(stocks[i][1]) > 0) this.soldOut.delete(date);
+      if (flags.stocks[i] > 0) this.soldOut.delete(date);
     });
   }
 
@@ -320,7 +309,7 @@ export class PurchaseGateway {
 
   /** Smart polling: wait about as long as the queue ahead needs to drain, within bounds. */
   private pollInterval(position: number | undefined): number {
-    const { minMs, maxMs } = this.rt.config.poll;
+    const { minMs, maxMs } = this.settings.poll;
     const ahead = position ?? this.backlog.waiting;
     const estimate = (ahead * 1000) / Math.max(1, this.backlog.drainPerSec);
     return Math.round(Math.min(maxMs, Math.max(minMs, estimate)));
@@ -344,13 +333,12 @@ export class PurchaseGateway {
 
   /** Redis, then the database (a successful order outlives its cached result); terminal ones go to the LRU. */
   private async lookup(messageId: string): Promise<ResultRecord | null> {
-    let record = await readCachedResult(this.rt.redis, messageId);
+    let record = await this.resultStore.cached(messageId);
     if (record) this.events.resultRead('redis');
     else if (this.unknown.has(messageId)) {
       this.events.resultRead('miss');
     } else {
-      const order = await orderByMessageId(this.rt.db, messageId);
-      record = order ? fromOrder(order) : null;
+      record = await this.resultStore.ofMessage(messageId);
       if (!record) this.unknown.set(messageId, true);
       this.events.resultRead(record ? 'database' : 'miss');
     }

@@ -5,6 +5,49 @@ import type { OrderOutcome, PurchaseKey } from '../../machines/purchase.machine'
 import { ERRORS, isTransientError } from '../errors';
 import { adoptOrder, settleMany, type Settlement } from './reservations';
 
+/** One row of `place_orders` (migration 002), in the order of the requests. */
+export interface PlacedRow {
+  n: number;
+  outcome: 'inserted' | 'exists' | 'no_such_day' | 'unknown_user' | 'already_purchased' | 'sold_out';
+  orderNo: string | null;
+  ticketCode: string | null;
+}
+
+/**
+ * The order writer's two ports: the database function that places one day's orders, and the
+ * admission store whose reservations it settles. The real ones are `orderWriterPorts` below; its
+ * unit test uses in-memory fakes.
+ */
+export interface OrderWriterPorts {
+  /** One `place_orders` call (one statement, its own transaction) for requests of one sale day. */
+  placeOrders(date: string, requests: PurchaseKey[], lockTimeoutMs: number): Promise<PlacedRow[]>;
+  /** Ends reservations of one day in one call; true for each that was still pending. */
+  settleMany(date: string, items: Settlement[]): Promise<boolean[]>;
+  /** Counts an order whose reservation the cache no longer holds. */
+  adoptOrder(key: PurchaseKey): Promise<boolean>;
+}
+
+/** The ports on PostgreSQL (the writer's own pool) and Redis. */
+export function orderWriterPorts(db: Sequelize, redis: Redis): OrderWriterPorts {
+  return {
+    placeOrders: (date, requests, lockTimeoutMs) =>
+      db.query<PlacedRow>(
+        'SELECT n, outcome, order_no AS "orderNo", ticket_code AS "ticketCode" FROM place_orders($1, $2, $3, $4)',
+        {
+          bind: [
+            date,
+            requests.map((p) => p.messageId),
+            requests.map((p) => p.userId),
+            Math.floor(lockTimeoutMs),
+          ],
+          type: QueryTypes.SELECT,
+        },
+      ),
+    settleMany: (date, items) => settleMany(redis, date, items),
+    adoptOrder: (key) => adoptOrder(redis, key, key.messageId),
+  };
+}
+
 interface Pending extends PurchaseKey {
   resolve(outcome: OrderOutcome): void;
   reject(err: unknown): void;
@@ -19,14 +62,6 @@ export interface OrderWriterOptions {
   onBatch?: (size: number, ms: number) => void;
   /** A reserved ticket went back to the admission stock (gateways may have marked the day sold out). */
   onStockReturned?: (date: string) => void;
-}
-
-/** One row of `place_orders` (migration 002), in the order of the requests. */
-interface PlacedRow {
-  n: number;
-  outcome: 'inserted' | 'exists' | 'no_such_day' | 'unknown_user' | 'already_purchased' | 'sold_out';
-  orderNo: string | null;
-  ticketCode: string | null;
 }
 
 const rejected = (err: (typeof ERRORS)[keyof typeof ERRORS], message?: string): OrderOutcome => ({
@@ -67,8 +102,7 @@ export class OrderWriter {
   private readonly lanes = new Map<string, { pending: Pending[]; busy: boolean }>();
 
   constructor(
-    private readonly db: Sequelize,
-    private readonly redis: Redis,
+    private readonly ports: OrderWriterPorts,
     private readonly opts: OrderWriterOptions,
   ) {
     this.subscription = this.requests$
@@ -132,18 +166,7 @@ export class OrderWriter {
 
   /** One statement (its own transaction) for one day's requests; returns each request's outcome in order. */
   private async commit(group: Pending[]): Promise<OrderOutcome[]> {
-    const rows = await this.db.query<PlacedRow>(
-      'SELECT n, outcome, order_no AS "orderNo", ticket_code AS "ticketCode" FROM place_orders($1, $2, $3, $4)',
-      {
-        bind: [
-          group[0].date,
-          group.map((p) => p.messageId),
-          group.map((p) => p.userId),
-          Math.floor(this.opts.lockTimeoutMs),
-        ],
-        type: QueryTypes.SELECT,
-      },
-    );
+    const rows = await this.ports.placeOrders(group[0].date, group, this.opts.lockTimeoutMs);
     if (rows.length !== group.length)
       throw new Error(`place_orders answered ${rows.length} rows for ${group.length} requests`);
     return group.map((p, i) => {
@@ -164,7 +187,7 @@ export class OrderWriter {
     });
     try {
       // One call for the whole group (one sale day).
-      const settled = await settleMany(this.redis, group[0].date, items);
+      const settled = await this.ports.settleMany(group[0].date, items);
       // Announced once the ticket is really back in Redis, so a gateway told "stock returned" finds it.
       if (items.some((item, i) => item.giveBack && settled[i])) this.opts.onStockReturned?.(group[0].date);
       // A new order whose reservation the cache no longer holds (Redis lost it, or a gateway undid
@@ -172,9 +195,7 @@ export class OrderWriter {
       // ticket and forget the user's claim.
       await Promise.all(
         group.map((p, i) =>
-          !settled[i] && p.inserted && outcomes[i].kind === 'success'
-            ? adoptOrder(this.redis, p, p.messageId)
-            : undefined,
+          !settled[i] && p.inserted && outcomes[i].kind === 'success' ? this.ports.adoptOrder(p) : undefined,
         ),
       );
     } catch {

@@ -1,3 +1,6 @@
+// Over 400 lines on purpose: the service's whole JetStream surface in one place (streams and
+// consumer, publishing, dead letters). BulkPublisher is private to the queue: it owns the reply
+// inbox of the queue's connection, where JetStream acknowledges every publish.
 import {
   AckPolicy,
   connect,

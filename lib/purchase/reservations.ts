@@ -30,7 +30,7 @@ export interface ReserveOptions {
  */
 export async function reserve(
   redis: Redis,
-  config: Config,
+  config: Pick<Config, 'rateLimit'>,
   req: { userId: number; date: string },
   messageId: string,
   options: ReserveOptions,
@@ -41,7 +41,7 @@ export async function reserve(
 
 /** ADMIT's keys and arguments for one admission (store/scripts.ts), in the script's order. */
 export function admitArgs(
-  config: Config,
+  config: Pick<Config, 'rateLimit'>,
   { userId, date }: { userId: number; date: string },
   messageId: string,
   { resultTtlSeconds, admitter, now = new Date(), rateLimited = true }: ReserveOptions,

@@ -1,28 +1,43 @@
 import { randomUUID } from 'node:crypto';
+import type Redis from 'ioredis';
 import { QueryTypes, UniqueConstraintError, ForeignKeyConstraintError, type Sequelize } from 'sequelize';
-import type { Runtime } from '../runtime';
+import type { Config } from '../../config';
 import { appCodeOf, appError, ERRORS } from '../errors';
+import type { SaleCalendar } from '../sale/calendar';
 import { keys, outboxEntry, v1Claim } from '../store/keys';
 import { findDay } from '../tickets/days';
 import { ORDER_COLUMNS, type OrderView } from '../tickets/orders';
 import { checkRequest, type PurchaseRequest } from './checks';
 import { adoptOrder, refusal, reserve, settle } from './reservations';
 
+/** What the V1 purchase works with: the stores, and this process's name on its admissions. */
+export interface V1Deps {
+  db: Sequelize;
+  redis: Redis;
+  admitter: string;
+}
+
+/** The configuration V1 reads: the verify hash's secret, the rate limits and the sale calendar. */
+export type V1Settings = Pick<Config, 'hashSecret' | 'rateLimit'> & { calendar: SaleCalendar };
+
 /**
  * The synchronous V1 purchase: the same Redis admission as V2, then one transaction with a
  * conditional decrement (never oversells) and the unique constraints as the last defence.
  */
-export async function purchaseV1(rt: Runtime, req: PurchaseRequest): Promise<OrderView> {
-  checkRequest(rt.config, rt.calendar, req);
+export async function purchaseV1(
+  { db, redis, admitter }: V1Deps,
+  settings: V1Settings,
+  req: PurchaseRequest,
+): Promise<OrderView> {
+  checkRequest(settings, settings.calendar, req);
   const reservation = `v1-${randomUUID()}`;
-  const { admitter, redis } = rt;
-  const admission = await reserve(redis, rt.config, req, reservation, { resultTtlSeconds: 0, admitter });
+  const admission = await reserve(redis, settings, req, reservation, { resultTtlSeconds: 0, admitter });
   if (admission.outcome !== 'OK') throw refusal(admission);
   const done = () =>
     redis.zrem(keys.outbox, outboxEntry({ date: req.date, messageId: reservation, admitter }));
   let order: OrderView;
   try {
-    order = await insertV1Order(rt.db, req.userId, req.date);
+    order = await insertV1Order(db, req.userId, req.date);
   } catch (err) {
     // Sold out in the database: the reservation was a phantom, nothing to give back.
     await settle(redis, req, reservation, appCodeOf(err) !== ERRORS.SOLD_OUT.code, 'drop').catch(

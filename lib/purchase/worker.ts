@@ -14,7 +14,7 @@ import {
 } from '../../machines/purchase.machine';
 import { isTransientError } from '../errors';
 import { settle } from './reservations';
-import { OrderWriter } from './order-writer';
+import { OrderWriter, orderWriterPorts } from './order-writer';
 import { decode, type PurchaseMessage, type PurchaseQueue } from './queue';
 import { ResultRecorder, toFields, type ResultRecord } from './results';
 import { TurnBuffer } from '../turn-buffer';
@@ -77,8 +77,9 @@ export interface WorkerHooks {
 /**
  * Consumes the purchase queue: messages fetched from the durable pull consumer only as room frees
  * up, so at most WORKER_CONCURRENCY are in flight (max_ack_pending bounds what the server hands out
- * to all workers), each handled as it arrives; one XState actor per message, whose effects are supplied here; order writes batched
- * by the OrderWriter; result writes and acks batched per event-loop turn.
+ * to all workers), each handled as it arrives; one XState actor per message, whose effects are
+ * supplied here; order writes batched by the OrderWriter; result writes and acks batched per
+ * event-loop turn.
  */
 export class PurchaseWorker {
   private readonly writer: OrderWriter;
@@ -101,7 +102,7 @@ export class PurchaseWorker {
     private readonly queue: PurchaseQueue,
     private readonly hooks: WorkerHooks,
   ) {
-    this.writer = new OrderWriter(db, redis, {
+    this.writer = new OrderWriter(orderWriterPorts(db, redis), {
       batchSize: config.worker.batchSize,
       batchMs: config.worker.batchMs,
       lockTimeoutMs: config.db.lockTimeoutMs,

@@ -1,17 +1,7 @@
-import { QueryTypes, type Sequelize } from 'sequelize';
+import { QueryTypes, type InferAttributes, type Sequelize } from 'sequelize';
 import { appError } from '../errors';
 import { saleDates, weekdayOf, type SaleCalendar } from '../sale/calendar';
-import { modelsOf, type DayStatus } from '../db/models';
-
-export interface DayRow {
-  date: string;
-  name: string;
-  total: number;
-  remaining: number;
-  sold: number;
-  version: number;
-  status: DayStatus;
-}
+import { modelsOf, type TicketDay } from '../db/models';
 
 export interface DayView extends DayRow {
   weekday: string;
@@ -24,15 +14,9 @@ export const toView = (row: DayRow): DayView => ({
   soldOut: row.remaining <= 0,
 });
 
-const DAY_ATTRIBUTES = [
-  'date',
-  'name',
-  'total',
-  'remaining',
-  'sold',
-  'version',
-  'status',
-] as const satisfies readonly (keyof DayRow)[];
+const DAY_ATTRIBUTES = ['date', 'name', 'total', 'remaining', 'sold', 'version', 'status'] as const;
+
+export type DayRow = Pick<InferAttributes<TicketDay>, (typeof DAY_ATTRIBUTES)[number]>;
 const COLUMNS = DAY_ATTRIBUTES.join(', ');
 
 export async function findDays(db: Sequelize, dates: readonly string[]): Promise<DayRow[]> {

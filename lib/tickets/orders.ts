@@ -1,20 +1,9 @@
-import { QueryTypes, type Sequelize } from 'sequelize';
-import type { Runtime } from '../runtime';
-import { modelsOf } from '../db/models';
+import type Redis from 'ioredis';
+import { QueryTypes, type InferAttributes, type Sequelize } from 'sequelize';
+import { modelsOf, type Order } from '../db/models';
 import { appError } from '../errors';
 import { claimOf, keys } from '../store/keys';
 import { restockDay } from './stock';
-
-export interface OrderView {
-  orderNo: string;
-  messageId: string | null;
-  userId: number;
-  date: string;
-  ticketCode: string;
-  status: 'valid' | 'cancelled';
-  createdAt: string;
-  cancelledAt: string | null;
-}
 
 const ORDER_ATTRIBUTES = [
   'orderNo',
@@ -25,7 +14,10 @@ const ORDER_ATTRIBUTES = [
   'status',
   'createdAt',
   'cancelledAt',
-] as const satisfies readonly (keyof OrderView)[];
+] as const;
+
+/** An order as the API shows it. */
+export type OrderView = Pick<InferAttributes<Order>, (typeof ORDER_ATTRIBUTES)[number]>;
 
 export const ORDER_COLUMNS = `order_no AS "orderNo", message_id AS "messageId", user_id AS "userId", date,
   ticket_code AS "ticketCode", status, created_at AS "createdAt", cancelled_at AS "cancelledAt"`;
@@ -75,15 +67,20 @@ export async function validOrderOf(
 }
 
 /** Cancels a valid order and returns its ticket to stock, in the database and then in Redis. */
-export async function cancelOrder(rt: Runtime, userId: number, orderNo: string): Promise<OrderView> {
-  const order = await rt.db.transaction(async (transaction) => {
-    const [cancelled] = await rt.db.query<OrderView>(
+export async function cancelOrder(
+  stores: { db: Sequelize; redis: Redis },
+  userId: number,
+  orderNo: string,
+): Promise<OrderView> {
+  const { db, redis } = stores;
+  const order = await db.transaction(async (transaction) => {
+    const [cancelled] = await db.query<OrderView>(
       `UPDATE orders SET status = 'cancelled', cancelled_at = now(), updated_at = now()
        WHERE order_no = $1 AND user_id = $2 AND status = 'valid' RETURNING ${ORDER_COLUMNS}`,
       { bind: [orderNo, userId], type: QueryTypes.SELECT, transaction },
     );
     if (!cancelled) throw appError('NOT_FOUND', 'No valid order with this number for this user');
-    await rt.db.query(
+    await db.query(
       `UPDATE ticket_days SET remaining = remaining + 1, sold = sold - 1, version = version + 1,
          updated_at = now() WHERE date = $1`,
       { bind: [cancelled.date], transaction },
@@ -92,11 +89,11 @@ export async function cancelOrder(rt: Runtime, userId: number, orderNo: string):
   });
   const claim = claimOf(order);
   const claims = keys.claims(order.date);
-  const pipeline = rt.redis.multi();
-  if ((await rt.redis.hget(claims, String(userId))) === claim) pipeline.hdel(claims, String(userId));
+  const pipeline = redis.multi();
+  if ((await redis.hget(claims, String(userId))) === claim) pipeline.hdel(claims, String(userId));
   if (order.messageId) pipeline.hset(keys.result(order.messageId), 'cancelledAt', new Date().toISOString());
   await pipeline.exec();
-  await restockDay(rt, order.date);
+  await restockDay(stores, order.date);
   return order;
 }
 

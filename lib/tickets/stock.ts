@@ -1,5 +1,5 @@
-import { QueryTypes } from 'sequelize';
-import type { Runtime } from '../runtime';
+import type Redis from 'ioredis';
+import { QueryTypes, type Sequelize } from 'sequelize';
 import { keys } from '../store/keys';
 
 /**
@@ -9,12 +9,15 @@ import { keys } from '../store/keys';
  * moment taken before that read (a message admitted after the read may be committed by the time
  * the database answers). Returns the stock set; null when the day does not exist.
  */
-export async function restockDay(rt: Runtime, date: string): Promise<number | null> {
-  const [{ since }] = await rt.db.query<{ since: Date }>('SELECT now() AS since', {
+export async function restockDay(
+  { db, redis }: { db: Sequelize; redis: Redis },
+  date: string,
+): Promise<number | null> {
+  const [{ since }] = await db.query<{ since: Date }>('SELECT now() AS since', {
     type: QueryTypes.SELECT,
   });
-  const pending = await rt.redis.hkeys(keys.pending(date));
-  const [day] = await rt.db.query<{ remaining: number; committed: string[] }>(
+  const pending = await redis.hkeys(keys.pending(date));
+  const [day] = await db.query<{ remaining: number; committed: string[] }>(
     `SELECT d.remaining,
             ARRAY(SELECT o.message_id FROM orders o
                   WHERE o.date = d.date AND o.status = 'valid' AND o.message_id IS NOT NULL
@@ -23,5 +26,5 @@ export async function restockDay(rt: Runtime, date: string): Promise<number | nu
     { bind: [date, pending, since], type: QueryTypes.SELECT },
   );
   if (!day) return null;
-  return rt.redis.restock(keys.stock(date), keys.pending(date), day.remaining, ...day.committed);
+  return redis.restock(keys.stock(date), keys.pending(date), day.remaining, ...day.committed);
 }

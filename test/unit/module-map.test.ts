@@ -47,6 +47,13 @@ const RULES: Rule[] = [
   },
   { name: 'purchase does not import the monitor', from: /^lib\/purchase\//, to: /^lib\/monitor\// },
   {
+    // One way to pass dependencies: modules take narrow inputs ({db, redis}, config slices, ports),
+    // which the services build from their runtime.
+    name: 'the library does not import the runtime',
+    from: /^lib\//,
+    to: /^lib\/runtime\.ts$/,
+  },
+  {
     name: 'no production module imports a tool',
     from: /^(lib|services|machines|config)\//,
     to: /^tools\//,
@@ -81,8 +88,9 @@ describe('module map', () => {
         'lib/tickets/orders.ts': ['lib/purchase/reservations.ts', 'lib/store/keys.ts'],
         'machines/purchase.machine.ts': ['lib/errors.ts'],
         'lib/http/health.ts': ['services/local.ts'],
-        'app/broker.ts': ['services/api.service.ts'],
-        'services/tickets.service.ts': ['tools/audit/audit.ts'],
+        'app/broker.ts': ['services/api.service.ts', 'lib/runtime.ts'],
+        'services/tickets.service.ts': ['tools/audit/audit.ts', 'lib/runtime.ts'],
+        'lib/purchase/gateway.ts': ['lib/runtime.ts', 'lib/purchase/gateway-ports.ts'],
       }),
     ).toEqual([
       'tickets (days and orders in PostgreSQL) do not import purchase: lib/tickets/orders.ts imports lib/purchase/reservations.ts',
@@ -90,6 +98,7 @@ describe('module map', () => {
       'the library does not import services, the program or the tools: lib/http/health.ts imports services/local.ts',
       'services do not import the program or the tools: services/tickets.service.ts imports tools/audit/audit.ts',
       'no production module imports a tool: services/tickets.service.ts imports tools/audit/audit.ts',
+      'the library does not import the runtime: lib/purchase/gateway.ts imports lib/runtime.ts',
     ]);
   });
 });
