@@ -163,4 +163,19 @@ export const migrations: Migration[] = [
     `),
     down: sql('DROP TABLE sale_state;'),
   },
+  {
+    name: '004-orders-day-index-with-user',
+    // place_orders keeps one generic plan per connection, made at its first call, often on an empty
+    // table or with stale statistics. For "this user's valid order of the day" the planner could then
+    // pick (date, status) and read every valid order of the day per lookup: seen as a drain of
+    // 160 orders/s with 100k orders. With user_id in it, any index it picks finds one row.
+    up: sql(`
+      CREATE INDEX orders_date_status_user ON orders (date, status, user_id);
+      DROP INDEX orders_date_status;
+    `),
+    down: sql(`
+      CREATE INDEX orders_date_status ON orders (date, status);
+      DROP INDEX orders_date_status_user;
+    `),
+  },
 ];

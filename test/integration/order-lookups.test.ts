@@ -1,0 +1,78 @@
+import pg from 'pg';
+import { startApp, type TestApp } from '../helpers/app';
+
+/**
+ * place_orders keeps one generic plan per connection, made at its first call, with whatever
+ * statistics the orders table has then — none at all where autovacuum is off or has not run yet.
+ * Whatever index that plan picks for its per-request lookups must find one row, not read the day's
+ * orders: a plan that read every valid order of the day per lookup (index on (date, status), user_id
+ * as a filter) drained 160 orders/s once the day held 100k orders.
+ */
+
+interface PlanNode {
+  'Node Type': string;
+  'Relation Name'?: string;
+  'Index Name'?: string;
+  'Index Cond'?: string;
+  Filter?: string;
+  Plans?: PlanNode[];
+}
+
+const scansOf = (node: PlanNode): PlanNode[] => [
+  ...(node['Relation Name'] === 'orders' ? [node] : []),
+  ...(node.Plans ?? []).flatMap(scansOf),
+];
+
+const ORDERS = 60_000;
+
+describe('the lookups of place_orders on a large, never analyzed orders table', () => {
+  let app: TestApp;
+  let client: pg.Client;
+  beforeAll(async () => {
+    app = await startApp({ SEED_USERS: String(ORDERS + 100) });
+    const date = app.dates[0];
+    // A day full of valid orders, written behind the statistics' back (no ANALYZE afterwards).
+    await app.rt.db.query(
+      `UPDATE ticket_days SET total = total + $2, remaining = remaining + $2 WHERE date = $1`,
+      { bind: [date, ORDERS + 10] },
+    );
+    await app.rt.db.query(
+      `INSERT INTO orders (message_id, user_id, date, ticket_code)
+       SELECT 'bulk-' || u, u, $1::date, make_ticket_code($1::date) FROM generate_series(1, $2::int) AS u`,
+      { bind: [date, ORDERS] },
+    );
+    client = new pg.Client({ connectionString: app.config.databaseUrl });
+    await client.connect();
+  }, 120_000);
+  afterAll(async () => {
+    await client?.end();
+    await app?.stop();
+  });
+
+  it('finds each request by message id and by user, never by reading the day', async () => {
+    const plans: PlanNode[] = [];
+    client.on('notice', (notice) => {
+      const text = notice.message ?? '';
+      const json = text.slice(text.indexOf('{'));
+      if (text.includes('"Plan"')) plans.push((JSON.parse(json) as { Plan: PlanNode }).Plan);
+    });
+    // The plans of the statements inside the function, sent to this client as notices.
+    await client.query("LOAD 'auto_explain'");
+    await client.query('SET auto_explain.log_min_duration = 0');
+    await client.query('SET auto_explain.log_nested_statements = on');
+    await client.query("SET auto_explain.log_format = 'json'");
+    await client.query("SET auto_explain.log_level = 'notice'");
+    const { rows } = await client.query<{ outcome: string }>(
+      'SELECT outcome FROM place_orders($1, $2, $3, 5000)',
+      [app.dates[0], ['m-new', 'm-again'], [ORDERS + 1, 7]],
+    );
+    expect(rows.map((r) => r.outcome)).toEqual(['inserted', 'already_purchased']);
+
+    const scans = plans.flatMap(scansOf).filter((s) => s['Node Type'] !== 'ModifyTable');
+    expect(scans.length).toBeGreaterThan(0);
+    for (const scan of scans) {
+      expect(scan['Node Type']).toMatch(/Index/);
+      expect(scan['Index Cond']).toMatch(/user_id|message_id|\bid\b/);
+    }
+  }, 60_000);
+});
