@@ -19,8 +19,10 @@ const ORDER_ATTRIBUTES = [
 /** An order as the API shows it. */
 export type OrderView = Pick<InferAttributes<Order>, (typeof ORDER_ATTRIBUTES)[number]>;
 
-export const ORDER_COLUMNS = `order_no AS "orderNo", message_id AS "messageId", user_id AS "userId", date,
-  ticket_code AS "ticketCode", status, created_at AS "createdAt", cancelled_at AS "cancelledAt"`;
+/** The same columns for raw SQL: `order_no AS "orderNo"`, … */
+export const ORDER_COLUMNS = ORDER_ATTRIBUTES.map(
+  (name) => `${name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)} AS "${name}"`,
+).join(', ');
 
 /** A user's orders, newest first (the listing of SPEC §3; at most 500). */
 export async function ordersOfUser(db: Sequelize, userId: number): Promise<OrderView[]> {

@@ -27,29 +27,31 @@ describe('Lua scripts', () => {
   const namespace = uniqueNamespace('lua');
   let redis: Redis;
 
-  const admit = (a: AdmitArgs) =>
-    redis.admit(
-      keys.ready,
-      keys.paused,
-      keys.userRate(a.userId),
-      keys.globalRate,
-      keys.stock(DATE),
-      keys.claims(DATE),
-      keys.pending(DATE),
-      keys.result(a.messageId),
-      keys.outbox,
-      a.userId,
-      a.messageId,
-      a.userMax ?? 0,
-      a.userWindowMs ?? 1000,
-      a.globalMax ?? 0,
-      a.globalWindowMs ?? 1000,
-      a.resultTtl ?? 0,
-      DATE,
-      NOW,
-      Date.parse(NOW),
-      outboxEntry({ date: DATE, messageId: a.messageId, admitter: 'test' }),
-    );
+  /** ADMIT's keys and values for one admission, in the script's order. */
+  const admitCall = (a: AdmitArgs): (string | number)[] => [
+    keys.ready,
+    keys.paused,
+    keys.userRate(a.userId),
+    keys.globalRate,
+    keys.stock(DATE),
+    keys.claims(DATE),
+    keys.pending(DATE),
+    keys.result(a.messageId),
+    keys.outbox,
+    a.userId,
+    a.messageId,
+    a.userMax ?? 0,
+    a.userWindowMs ?? 1000,
+    a.globalMax ?? 0,
+    a.globalWindowMs ?? 1000,
+    a.resultTtl ?? 0,
+    DATE,
+    NOW,
+    Date.parse(NOW),
+    outboxEntry({ date: DATE, messageId: a.messageId, admitter: 'test' }),
+  ];
+
+  const admit = (a: AdmitArgs) => redis.admit(...admitCall(a));
 
   const settle = async (userId: number, messageId: string, delta: 0 | 1, mode: string, value = '') =>
     (
@@ -237,28 +239,6 @@ describe('Lua scripts', () => {
         ...all.flatMap((args) => args.slice(9)),
       ]);
     };
-    const admitCall = (a: AdmitArgs): (string | number)[] => [
-      keys.ready,
-      keys.paused,
-      keys.userRate(a.userId),
-      keys.globalRate,
-      keys.stock(DATE),
-      keys.claims(DATE),
-      keys.pending(DATE),
-      keys.result(a.messageId),
-      keys.outbox,
-      a.userId,
-      a.messageId,
-      a.userMax ?? 0,
-      a.userWindowMs ?? 1000,
-      a.globalMax ?? 0,
-      a.globalWindowMs ?? 1000,
-      a.resultTtl ?? 0,
-      DATE,
-      NOW,
-      Date.parse(NOW),
-      outboxEntry({ date: DATE, messageId: a.messageId, admitter: 'test' }),
-    ];
 
     it('decides each admission of a batch in order, as ADMIT one after the other would', async () => {
       await open(2);
