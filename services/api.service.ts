@@ -78,7 +78,7 @@ export function createApiService(config: Config): ServiceSchema<ApiSettingsSchem
             'GET tickets/orders': 'tickets.orders',
             'POST tickets/orders/cancel': 'tickets.cancel',
             'GET tickets/stats': 'tickets.stats',
-            'POST tickets/v2/purchase': 'purchase.submit', // or answered locally (the sold-out storm)
+            'POST tickets/v2/purchase': 'purchase.submit', // or answered by this node's gateway directly
             'GET tickets/v2/purchase/result': 'purchase.result', // or answered locally (terminal results)
             'GET tickets/v2/purchase/result/user': 'purchase.resultByUser',
             'POST tickets/v2/purchase/results': 'purchase.results',

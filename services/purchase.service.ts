@@ -4,7 +4,7 @@ import { PurchaseGateway, type Outcome } from '../lib/purchase/gateway';
 import { redisAdmissions, storedResults } from '../lib/purchase/gateway-ports';
 import { OutboxKeeper } from '../lib/purchase/outbox';
 import type { ResultRecord } from '../lib/purchase/results';
-import { appCodeOf, isRefusal } from '../lib/errors';
+import { isRefusal } from '../lib/errors';
 import { METRICS, registerMetrics } from '../lib/metrics';
 import { SubmitCounter } from '../lib/monitor/submit-counter';
 import { runtimeOf, type Runtime } from '../lib/runtime';
@@ -13,6 +13,8 @@ import { dateRule, messageIdRule, purchaseParams, resultParams, userIdQueryRule 
 
 /** The longest long poll (LONG_POLL_MAX_MS ≤ 30 s), and time for its reads around the wait. */
 const LONG_POLL_TIMEOUT_MS = 40_000;
+/** As long as the broker waits for actions in flight when it stops (tracking.shutdownTimeout). */
+const ADMISSIONS_SETTLE_MS = 10_000;
 
 /**
  * Set by the HTTP door when a signed-in user calls (AUTH_MODE=jwt): the messages asked about must be
@@ -41,15 +43,9 @@ const purchaseService: ServiceSchema<ServiceSettingSchema, Record<string, never>
     submit: {
       params: purchaseParams,
       async handler(ctx: Context<PurchaseRequest, { $statusCode?: number }>) {
-        try {
-          const answer = await this.gateway.submit(ctx.params);
-          if (isRefusal(answer)) ctx.meta.$statusCode = answer.http;
-          return answer;
-        } catch (err) {
-          // Unexpected failures (answered 5000) count too: the monitor's error-rate alert needs them.
-          if (appCodeOf(err) === undefined) this.countSubmit('error');
-          throw err;
-        }
+        const answer = await this.gateway.submit(ctx.params);
+        if (isRefusal(answer)) ctx.meta.$statusCode = answer.http;
+        return answer;
       },
     },
 
@@ -170,8 +166,11 @@ const purchaseService: ServiceSchema<ServiceSettingSchema, Record<string, never>
 
   async stopped() {
     for (const timer of this.timers ?? []) clearInterval(timer);
-    this.reportSubmits();
     this.serving = undefined;
+    // Submits the HTTP route hands straight to the gateway are no action calls: the broker's
+    // request tracking does not wait for them, so the service does.
+    await this.gateway?.admissionsSettled(ADMISSIONS_SETTLE_MS);
+    this.reportSubmits();
   },
 };
 

@@ -30,7 +30,7 @@ export interface SubmitAnswer {
 }
 
 export type Outcome =
-  'accepted' | 'duplicate' | 'sold_out' | 'rejected' | 'rate_limited' | 'paused' | 'unavailable';
+  'accepted' | 'duplicate' | 'sold_out' | 'rejected' | 'rate_limited' | 'paused' | 'unavailable' | 'error';
 
 export interface GatewayEvents {
   soldOut(date: string): void;
@@ -63,6 +63,8 @@ export class PurchaseGateway {
   /** Days this gateway knows are sold out, with the claims snapshot that keeps resubmits idempotent. */
   private readonly soldOut = new Map<string, { claims: Map<string, string>; loaded: boolean }>();
   private paused = false;
+  /** Admissions under way (see admissionsSettled). */
+  private admitting = 0;
   private backlog = { ackFloor: 0, waiting: 0, drainPerSec: 2000, at: 0 };
 
   constructor(
@@ -95,10 +97,36 @@ export class PurchaseGateway {
     return undefined;
   }
 
-  async submit(req: PurchaseRequest): Promise<SubmitAnswer | Refusal> {
-    const now = new Date();
-    const refused = this.refuseLocally(req, now);
-    if (refused) return refused;
+  /** The whole V2 submit: the local refusals, then the admission. */
+  submit(req: PurchaseRequest): Promise<SubmitAnswer | Refusal> {
+    const refused = this.refuseLocally(req);
+    return refused ? Promise.resolve(refused) : this.admit(req);
+  }
+
+  /**
+   * A submit that `refuseLocally` let through: the verify hash, the Redis admission, the publish.
+   * An unexpected failure (answered 5000) is counted as an outcome too: the monitor's error-rate
+   * alert needs it.
+   */
+  async admit(req: PurchaseRequest): Promise<SubmitAnswer | Refusal> {
+    this.admitting++;
+    try {
+      return await this.admitOnce(req, new Date());
+    } catch (err) {
+      if (appCodeOf(err) === undefined) this.events.submitted('error');
+      throw err;
+    } finally {
+      this.admitting--;
+    }
+  }
+
+  /** Resolves once no admission is under way, or after `timeoutMs`: a stopping node lets them finish. */
+  async admissionsSettled(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.admitting > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  }
+
+  private async admitOnce(req: PurchaseRequest, now: Date): Promise<SubmitAnswer | Refusal> {
     const known = this.soldOut.get(req.date);
     const claim = known?.loaded ? known.claims.get(String(req.userId)) : undefined;
     try {

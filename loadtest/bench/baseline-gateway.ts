@@ -13,12 +13,15 @@ import { envelope } from '../../lib/http/error-envelope';
 import { gatewayBase } from '../../lib/http/settings';
 import { sendEnvelope } from '../../lib/http/envelope';
 import { ERRORS } from '../../lib/errors';
+import type { Middleware } from '../../lib/http/request';
 
 export interface Baseline {
   name: string;
   /** The action behind `POST /api/<name>` and `GET /api/<name>`. */
   action: string;
   services(config: Config): ServiceSchema[];
+  /** A route middleware answering before the action, as the service answers its hot routes. */
+  answer?(broker: ServiceBroker): Middleware;
 }
 
 export async function serveBaseline(baseline: Baseline): Promise<void> {
@@ -43,6 +46,7 @@ export async function serveBaseline(baseline: Baseline): Promise<void> {
             [`GET ${baseline.name}`]: baseline.action,
             [`POST ${baseline.name}`]: baseline.action,
           },
+          ...(baseline.answer ? { use: [baseline.answer(broker)] } : {}),
           onAfterCall: envelope,
         },
         {

@@ -10,9 +10,12 @@
  * It uses its own NAMESPACE (keys and streams); the bench removes them at the end.
  */
 import { randomUUID } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
 import type { Context } from 'moleculer';
 import type { Config } from '../../config';
 import { appError } from '../../lib/errors';
+import { sendEnvelope, success } from '../../lib/http/envelope';
+import { isEmpty, type Check, type Next, type Req } from '../../lib/http/request';
 import { checkRequest, type PurchaseRequest } from '../../lib/purchase/checks';
 import { AdmissionBatch } from '../../lib/purchase/admit-batch';
 import { refusal } from '../../lib/purchase/reservations';
@@ -25,6 +28,7 @@ import { runBaseline } from './baseline-gateway';
 
 /** Stock for every sale day: the floor never runs out. */
 const FLOOR_STOCK = 1_000_000_000;
+const FLOOR_PATH = '/api/floor';
 
 interface Door {
   runtime: Runtime;
@@ -57,23 +61,27 @@ async function submit({ runtime, admissions, acks }: Door, req: PurchaseRequest)
   };
 }
 
+/** Made with the services (it needs the configuration); the route answers through it. */
+let door: Door | undefined;
+
 runBaseline({
   name: 'floor',
   action: 'floor.submit',
   services: (config: Config) => {
     const runtime = new Runtime(config);
-    const door: Door = {
+    const made: Door = {
       runtime,
       admissions: new AdmissionBatch(runtime.redis, config),
       acks: new OutboxAcks(runtime.redis),
     };
+    door = made;
     return [
       {
         name: 'floor',
         actions: {
           submit: {
             params: purchaseParams,
-            handler: (ctx: Context<PurchaseRequest>) => submit(door, ctx.params),
+            handler: (ctx: Context<PurchaseRequest>) => submit(made, ctx.params),
           },
         },
         async started() {
@@ -84,5 +92,17 @@ runBaseline({
         stopped: () => runtime.close(),
       },
     ];
+  },
+  // The service answers a well-formed submit from its route, without an action call (lib/http/
+  // local-answers.ts); so does the floor. Anything else goes to the action, as there.
+  answer: (broker) => {
+    const valid = broker.validator?.compile(purchaseParams) as Check;
+    return (req: Req, res: ServerResponse, next: Next) => {
+      const body = req.body as PurchaseRequest;
+      if (!door || req.method !== 'POST' || req.parsedUrl !== FLOOR_PATH || !isEmpty(req.query))
+        return next();
+      if (valid(body) !== true) return next();
+      submit(door, body).then((answer) => sendEnvelope(res, 200, success(answer)), next);
+    };
   },
 });

@@ -89,6 +89,32 @@ describe('V2 asynchronous purchase', () => {
     expect(viaUrl.body.data).toMatchObject({ messageId, status: 'SUCCESS', ticketCode: result.ticketCode });
   });
 
+  it("admits a submit through the node's own gateway without an action call; other callers use the action", async () => {
+    const submitCalls = () => actionCalls(app, 'purchase.submit');
+    const before = submitCalls();
+    const viaHttp = await submit(app, 112, today);
+    expect(viaHttp.status).toBe(200);
+    expect(viaHttp.body.data.status).toBe('PENDING');
+    expect(submitCalls()).toBe(before);
+
+    // Another service (or node) calling the action gets the same admission.
+    const viaAction = await app.broker.call<{ messageId: string; status: string }, object>(
+      'purchase.submit',
+      {
+        userId: 113,
+        date: today,
+        verifyHash: app.hash(113, today),
+      },
+    );
+    expect(viaAction.status).toBe('PENDING');
+    expect(submitCalls()).toBe(before + 1);
+
+    for (const messageId of [viaHttp.body.data.messageId, viaAction.messageId])
+      expect((await terminal(app, messageId)).status).toBe('SUCCESS');
+    expect(await validOrders(app, 112, today)).toHaveLength(1);
+    expect(await validOrders(app, 113, today)).toHaveLength(1);
+  });
+
   it('answers polls of a terminal result from the gateway memory, with the checks of the action', async () => {
     const { messageId } = (await submit(app, 111, today)).body.data;
     const result = await terminal(app, messageId);

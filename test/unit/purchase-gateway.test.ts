@@ -49,6 +49,10 @@ class FakeAdmissions implements AdmissionPort {
   readonly reserved: string[] = [];
   readonly released: string[] = [];
   down = false;
+  /** Set: reserve waits for this promise first (an admission under way). */
+  hold?: Promise<void>;
+  /** The undo of a failed publish throws (a bug, not an outage). */
+  releaseThrows = false;
 
   constructor(private readonly records: Map<string, ResultRecord>) {}
 
@@ -60,6 +64,7 @@ class FakeAdmissions implements AdmissionPort {
 
   async reserve(req: UserDay, messageId: string, now: Date): Promise<Admission> {
     this.reserved.push(messageId);
+    await this.hold;
     if (this.down) throw new Error('connect ECONNREFUSED');
     if (!this.ready || !this.stock.has(req.date)) return { outcome: 'NOT_READY' };
     if (this.paused) return { outcome: 'PAUSED' };
@@ -93,6 +98,7 @@ class FakeAdmissions implements AdmissionPort {
 
   async release(req: UserDay, messageId: string): Promise<void> {
     this.released.push(messageId);
+    if (this.releaseThrows) throw new TypeError('release is broken');
     if (this.pending.get(req.date)?.delete(messageId)) {
       this.stock.set(req.date, this.stock.get(req.date)! + 1);
       this.dayClaims(req.date).delete(String(req.userId));
@@ -281,6 +287,31 @@ describe('PurchaseGateway with fake ports: submit', () => {
     admissions.down = true;
     expect(refused(await submit(8)).code).toBe(5030);
     expect(events.submitted).toEqual(['rate_limited', 'unavailable', 'unavailable']);
+  });
+
+  it('counts an unexpected failure as an error outcome and throws it (the door answers 5000)', async () => {
+    const { submit, admissions, queue, events } = setup();
+    queue.failNext = true;
+    admissions.releaseThrows = true;
+    await expect(submit(7)).rejects.toThrow('release is broken');
+    expect(events.submitted).toEqual(['error']);
+  });
+
+  it('lets a stopping node wait for the admissions under way', async () => {
+    const { gateway, request, admissions, queue } = setup();
+    let open!: () => void;
+    admissions.hold = new Promise((resolve) => (open = resolve));
+    const answer = gateway.admit(request(7));
+    let settled = false;
+    const waiting = gateway.admissionsSettled(10_000).then(() => (settled = true));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(settled).toBe(false);
+    open();
+    accepted(await answer);
+    await waiting;
+    expect(queue.messages).toHaveLength(1);
+    // Nothing under way: it resolves at once.
+    await gateway.admissionsSettled(10_000);
   });
 });
 
