@@ -87,6 +87,8 @@ export interface Config {
     batchMs: number;
     /** Nice level of a worker-only process (see app/main.ts). */
     nice: number;
+    /** Messages a second a worker takes while a gateway on its machine is in a crowd (0 = as usual). */
+    crowdRate: number;
   };
   /** The admission outbox's recovery on gateways (lib/purchase/outbox.ts). */
   outbox: { checkMs: number; graceMs: number; maxAgeMs: number };
@@ -212,6 +214,7 @@ const schema = {
   WORKER_BATCH_SIZE: ['500', int(1, 10_000)],
   WORKER_BATCH_MS: ['5', int(0, 10_000)],
   WORKER_NICE: ['10', int(0, 19)],
+  WORKER_CROWD_RATE: ['200', int(0, 100_000)],
   WORKER_PROCESSES: ['2', int(0, 16)],
   OUTBOX_CHECK_MS: ['1000', int(100, 60_000)],
   OUTBOX_GRACE_MS: ['15000', int(1000)],
@@ -475,6 +478,7 @@ export function loadConfig(env: Env = process.env, warn: (msg: string) => void =
       batchSize: v('WORKER_BATCH_SIZE'),
       batchMs: v('WORKER_BATCH_MS'),
       nice: v('WORKER_NICE'),
+      crowdRate: v('WORKER_CROWD_RATE'),
     },
     outbox: {
       checkMs: v('OUTBOX_CHECK_MS'),

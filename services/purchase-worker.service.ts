@@ -1,5 +1,6 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from 'moleculer';
 import { groupBy, mergeMap, Subject, throttleTime, type Subscription } from 'rxjs';
+import { CrowdNearby, type CrowdReport } from '../lib/purchase/crowd';
 import { resendDeadLetter } from '../lib/purchase/dead-letters';
 import type { PurchaseQueue } from '../lib/purchase/queue';
 import { readCachedResult, type ResultRecord } from '../lib/purchase/results';
@@ -14,6 +15,7 @@ type Vars = {
   worker: PurchaseWorker;
   stockReturned$: Subject<string>;
   announcing: Subscription;
+  crowds: CrowdNearby;
 };
 
 /** Consumes the purchase queue and owns the dead-letter queue (SPEC §4). */
@@ -51,8 +53,15 @@ const purchaseWorkerService: ServiceSchema<ServiceSettingSchema, Record<string, 
     },
   },
 
+  events: {
+    'purchase.crowd'(ctx: Context<CrowdReport>) {
+      this.crowds.onReport(ctx.params);
+    },
+  },
+
   created() {
     this.rt = runtimeOf(this.broker);
+    this.crowds = new CrowdNearby();
     registerMetrics(this.broker);
     // Gateways that marked a day sold out learn that stock came back, at most twice a second per day.
     this.stockReturned$ = new Subject<string>();
@@ -83,6 +92,7 @@ const purchaseWorkerService: ServiceSchema<ServiceSettingSchema, Record<string, 
         this.broker.metrics.increment(METRICS.ordersCommitted, undefined, size);
       },
       stockReturned: (date) => this.stockReturned$.next(date),
+      yielding: () => this.crowds.active(),
       log: this.logger,
     });
     await this.worker.start();

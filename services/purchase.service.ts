@@ -1,5 +1,7 @@
+import { hostname } from 'node:os';
 import type { Context, ServiceSchema, ServiceSettingSchema } from 'moleculer';
 import type { PurchaseRequest } from '../lib/purchase/checks';
+import { CrowdWatch, type CrowdReport } from '../lib/purchase/crowd';
 import { PurchaseGateway, type Outcome } from '../lib/purchase/gateway';
 import { redisAdmissions, storedResults } from '../lib/purchase/gateway-ports';
 import { OutboxKeeper } from '../lib/purchase/outbox';
@@ -32,6 +34,7 @@ type Vars = {
   submits: SubmitCounter;
   countSubmit: (outcome: string) => void;
   reportSubmits: () => void;
+  crowd: CrowdWatch;
 };
 
 /** V2 asynchronous purchase, gateway side: admission, publish, and result queries (SPEC §3 V2). */
@@ -131,9 +134,17 @@ const purchaseService: ServiceSchema<ServiceSettingSchema, Record<string, never>
       poll: config.poll,
       resultLruSize: config.cache.resultLruSize,
     };
+    // Workers on this machine slow down while its crowd is admitted (WORKER_CROWD_RATE).
+    const report: Omit<CrowdReport, 'crowd'> = { nodeID: this.broker.nodeID, host: hostname() };
+    this.crowd = new CrowdWatch((crowd) => {
+      void this.broker.broadcast('purchase.crowd', { ...report, crowd }, { groups: ['purchase-worker'] });
+    });
     this.gateway = new PurchaseGateway(ports, settings, {
       soldOut: (date) => void this.broker.broadcast('tickets.soldOut', { date }),
-      submitted: (outcome: Outcome) => this.countSubmit(outcome),
+      submitted: (outcome: Outcome) => {
+        this.countSubmit(outcome);
+        if (outcome === 'accepted') this.crowd.admission();
+      },
       resultRead: (level) => this.broker.metrics.increment(METRICS.cache, { level }),
     });
     this.serving = this.gateway;
@@ -156,6 +167,7 @@ const purchaseService: ServiceSchema<ServiceSettingSchema, Record<string, never>
         (err: Error) => this.logger.warn('Outbox recovery failed; retrying', err.message),
       );
     void recover();
+    this.crowd.start();
     this.timers = [
       setInterval(() => this.gateway.refreshBacklog().catch(() => undefined), 500),
       setInterval(this.reportSubmits, config.monitor.intervalMs),
@@ -166,6 +178,7 @@ const purchaseService: ServiceSchema<ServiceSettingSchema, Record<string, never>
 
   async stopped() {
     for (const timer of this.timers ?? []) clearInterval(timer);
+    this.crowd?.stop();
     this.serving = undefined;
     // Submits the HTTP route hands straight to the gateway are no action calls: the broker's
     // request tracking does not wait for them, so the service does.

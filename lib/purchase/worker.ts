@@ -18,6 +18,7 @@ import { OrderWriter, orderWriterPorts } from './order-writer';
 import { decode, type PurchaseMessage, type PurchaseQueue } from './queue';
 import { ResultRecorder, toFields, type ResultRecord } from './results';
 import { TurnBuffer } from '../turn-buffer';
+import { CROWD_CHECK_MS } from './crowd';
 
 /** How long one fetch waits for messages when the queue is empty. */
 const FETCH_EXPIRES_MS = 5000;
@@ -71,6 +72,8 @@ export interface WorkerHooks {
   onBatch?(size: number, ms: number): void;
   /** A reservation was given back to a day's stock. */
   stockReturned?(date: string): void;
+  /** True while a gateway on this machine is in a crowd: fetch at WORKER_CROWD_RATE (crowd.ts). */
+  yielding?(): boolean;
   log: { warn(...args: unknown[]): void; error(...args: unknown[]): void };
 }
 
@@ -140,8 +143,10 @@ export class PurchaseWorker {
    * its concurrency at least), so one worker never hoards a backlog the others could be working on.
    */
   private pulled(consumer: Consumer): Observable<JsMsg> {
-    const { concurrency } = this.config.worker;
+    const { concurrency, crowdRate } = this.config.worker;
     const minPull = Math.max(1, Math.floor(concurrency / 4));
+    const crowdPull = Math.max(1, Math.round((crowdRate * CROWD_CHECK_MS) / 1000));
+    const yielding = () => crowdRate > 0 && this.hooks.yielding?.() === true;
     return new Observable<JsMsg>((subscriber) => {
       const pulling = async () => {
         while (!this.stopping && !subscriber.closed) {
@@ -150,9 +155,12 @@ export class PurchaseWorker {
             await firstValueFrom(this.freed$);
             continue;
           }
+          // A crowd on this machine: its admissions get the cores, the orders a trickle until it passes.
+          const crowd = yielding();
+          if (crowd) await new Promise((r) => setTimeout(r, CROWD_CHECK_MS));
           try {
             this.fetching = await consumer.fetch({
-              max_messages: Math.min(room, FETCH_BATCH),
+              max_messages: Math.min(room, crowd ? crowdPull : FETCH_BATCH),
               expires: FETCH_EXPIRES_MS,
             });
             for await (const msg of this.fetching) subscriber.next(msg);

@@ -1,0 +1,85 @@
+import { hostname } from 'node:os';
+import { performance, type EventLoopUtilization } from 'node:perf_hooks';
+
+/** How often a gateway looks at its own load; a worker fetching during a crowd pauses as long. */
+export const CROWD_CHECK_MS = 100;
+/** How long a worker believes a gateway's crowd report (a gateway that died mid-crowd stops counting). */
+const REPORT_TTL_MS = 5 * CROWD_CHECK_MS;
+/** A gateway is in a crowd while its event loop is at least this busy and it admits purchases. */
+const CROWD_MIN_UTILIZATION = 0.5;
+
+/** What a gateway says of its load (the broadcast `purchase.crowd`). */
+export interface CrowdReport {
+  nodeID: string;
+  host: string;
+  crowd: boolean;
+}
+
+/**
+ * A crowd is admissions arriving while the gateway's event loop is busy. The crowd after a sell-out
+ * is answered from memory and admits nothing: the workers then have every cycle the gateway leaves,
+ * so the orders of a flash crowd are decided while its refusals are still being answered.
+ */
+export const inCrowd = (utilization: number, admitted: number): boolean =>
+  admitted > 0 && utilization >= CROWD_MIN_UTILIZATION;
+
+/**
+ * A gateway's view of its own crowd, checked every CROWD_CHECK_MS: reported while it lasts (each
+ * report holds for REPORT_TTL_MS) and once when it ends, so workers resume within a check.
+ */
+export class CrowdWatch {
+  private admitted = 0;
+  private crowd = false;
+  private last: EventLoopUtilization = performance.eventLoopUtilization();
+  private timer?: NodeJS.Timeout;
+
+  constructor(private readonly report: (crowd: boolean) => void) {}
+
+  admission(): void {
+    this.admitted++;
+  }
+
+  start(): void {
+    this.timer = setInterval(() => this.check(), CROWD_CHECK_MS);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    if (this.crowd) this.report(false);
+    this.crowd = false;
+  }
+
+  private check(): void {
+    const now = performance.eventLoopUtilization();
+    const crowd = inCrowd(performance.eventLoopUtilization(now, this.last).utilization, this.admitted);
+    this.last = now;
+    this.admitted = 0;
+    if (crowd || this.crowd) this.report(crowd);
+    this.crowd = crowd;
+  }
+}
+
+/**
+ * A worker's view of the crowds on its own machine. Only gateways on the same host count: there the
+ * orders and the admissions share the cores, while a worker on another machine takes nothing from
+ * a gateway by working.
+ */
+export class CrowdNearby {
+  private readonly until = new Map<string, number>();
+
+  constructor(private readonly host: string = hostname()) {}
+
+  onReport(report: CrowdReport, now = Date.now()): void {
+    if (report.host !== this.host) return;
+    if (report.crowd) this.until.set(report.nodeID, now + REPORT_TTL_MS);
+    else this.until.delete(report.nodeID);
+  }
+
+  active(now = Date.now()): boolean {
+    for (const [nodeID, until] of this.until) {
+      if (until > now) return true;
+      this.until.delete(nodeID);
+    }
+    return false;
+  }
+}

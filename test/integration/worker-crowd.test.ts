@@ -1,0 +1,91 @@
+import { hostname } from 'node:os';
+import type { Consumer, FetchOptions } from 'nats';
+import type { CrowdNearby } from '../../lib/purchase/crowd';
+import { PurchaseWorker } from '../../lib/purchase/worker';
+import { startApp, type TestApp } from '../helpers/app';
+import { submit, terminal } from '../helpers/purchase';
+
+/**
+ * While a gateway on its machine is in a crowd, a worker fetches at WORKER_CROWD_RATE (a few
+ * messages after each pause) and at full size again once the crowd ends; every message still ends.
+ * Driven through a worker of the test's own, on the app's real queue, so each fetch it asks for is
+ * seen in order.
+ */
+describe('worker during a crowd', () => {
+  const CROWD_RATE = 10; // one message per 100 ms pause
+  const MESSAGES = 20;
+  const CROWD_FETCHES = 4;
+  let app: TestApp;
+
+  beforeAll(async () => {
+    app = await startApp({ WORKER_CROWD_RATE: String(CROWD_RATE) });
+  });
+  afterAll(async () => {
+    await app?.stop();
+  });
+
+  it('fetches a trickle while told of a crowd, then the rest at full size', async () => {
+    // The app's own worker steps aside: the backlog is for the test's worker alone.
+    const service = app.broker.getLocalService('purchase-worker') as unknown as { worker: PurchaseWorker };
+    await service.worker.stop();
+
+    const today = app.dates[0];
+    const answers = await Promise.all(
+      Array.from({ length: MESSAGES }, (_, i) => submit(app, 1700 + i, today)),
+    );
+    expect(answers.map((a) => a.status)).toEqual(answers.map(() => 200));
+
+    const queue = await app.rt.queue();
+    const asked: { crowd: boolean; max: number }[] = [];
+    let crowdChecks = 0;
+    let crowd = false;
+    const consumers = queue.js.consumers;
+    const get = consumers.get.bind(consumers);
+    consumers.get = (async (...args: Parameters<typeof get>) => {
+      const consumer: Consumer = await get(...args);
+      const fetch = consumer.fetch.bind(consumer);
+      consumer.fetch = (opts?: FetchOptions) => {
+        asked.push({ crowd, max: opts?.max_messages ?? Infinity });
+        return fetch(opts);
+      };
+      return consumer;
+    }) as typeof consumers.get;
+
+    const worker = new PurchaseWorker(app.config, app.rt.writerDb, app.rt.redis, queue, {
+      publish: () => undefined,
+      // Each fetch asks first: a crowd for the first few, then none.
+      yielding: () => (crowd = ++crowdChecks <= CROWD_FETCHES),
+      log: { warn: () => undefined, error: () => undefined },
+    });
+    try {
+      await worker.start();
+      const results = await Promise.all(answers.map((a) => terminal(app, a.body.data.messageId)));
+      expect(results.map((r) => r.status)).toEqual(results.map(() => 'SUCCESS'));
+    } finally {
+      consumers.get = get;
+      await worker.stop();
+    }
+
+    const inCrowd = asked.filter((a) => a.crowd);
+    expect(inCrowd).toHaveLength(CROWD_FETCHES);
+    expect(inCrowd.every((a) => a.max === 1)).toBe(true);
+    expect(asked[CROWD_FETCHES]).toEqual({ crowd: false, max: expect.any(Number) });
+    expect(asked[CROWD_FETCHES].max).toBeGreaterThanOrEqual(MESSAGES - CROWD_FETCHES);
+  });
+
+  it("hears the gateways' crowd reports: those of its own machine only", async () => {
+    const { crowds } = app.broker.getLocalService('purchase-worker') as unknown as { crowds: CrowdNearby };
+    const report = (host: string, crowd: boolean) =>
+      app.broker.broadcast('purchase.crowd', { nodeID: 'gateway-x', host, crowd });
+    const heard = async (active: boolean) => {
+      while (crowds.active() !== active) await new Promise((resolve) => setTimeout(resolve, 10));
+    };
+    await report('another-machine', true);
+    await report(hostname(), false); // delivered after the first: it was heard and ignored
+    expect(crowds.active()).toBe(false);
+    await report(hostname(), true);
+    await heard(true);
+    await report(hostname(), false);
+    await heard(false);
+  });
+});

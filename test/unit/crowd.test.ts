@@ -1,0 +1,63 @@
+import { CrowdNearby, CrowdWatch, inCrowd, type CrowdReport } from '../../lib/purchase/crowd';
+
+/**
+ * When the workers of a machine give its gateway the cores (lib/purchase/crowd.ts): admissions
+ * arriving at a busy gateway, reported to the workers of the same host only, believed for a short
+ * while, and ended at once by the gateway's last report.
+ */
+describe('crowd detection', () => {
+  it('is a crowd only while admissions arrive at a busy event loop', () => {
+    expect(inCrowd(0.9, 120)).toBe(true);
+    expect(inCrowd(0.5, 1)).toBe(true);
+    // The sold-out storm: a busy gateway answering from memory admits nothing.
+    expect(inCrowd(0.95, 0)).toBe(false);
+    // A few purchases at an idle gateway.
+    expect(inCrowd(0.2, 30)).toBe(false);
+  });
+
+  it('workers count gateways of their own host, until the report ends or runs out', () => {
+    const nearby = new CrowdNearby('host-a');
+    const report = (nodeID: string, host: string, crowd: boolean): CrowdReport => ({ nodeID, host, crowd });
+    const t = 1_000_000;
+    expect(nearby.active(t)).toBe(false);
+
+    nearby.onReport(report('gw-far', 'host-b', true), t);
+    expect(nearby.active(t)).toBe(false);
+
+    nearby.onReport(report('gw-1', 'host-a', true), t);
+    nearby.onReport(report('gw-2', 'host-a', true), t);
+    expect(nearby.active(t + 100)).toBe(true);
+    nearby.onReport(report('gw-1', 'host-a', false), t + 100);
+    expect(nearby.active(t + 100)).toBe(true); // gw-2 still in its crowd
+    nearby.onReport(report('gw-2', 'host-a', false), t + 100);
+    expect(nearby.active(t + 100)).toBe(false);
+
+    // A gateway that died in a crowd sends no end: its last report runs out.
+    nearby.onReport(report('gw-3', 'host-a', true), t);
+    expect(nearby.active(t + 400)).toBe(true);
+    expect(nearby.active(t + 10_000)).toBe(false);
+  });
+
+  it('a gateway reports while its crowd lasts and once when it ends', async () => {
+    const reports: boolean[] = [];
+    const watch = new CrowdWatch((crowd) => reports.push(crowd));
+    watch.start();
+    try {
+      // Admissions while the event loop is kept busy: a crowd.
+      const busyUntil = Date.now() + 350;
+      while (Date.now() < busyUntil) {
+        watch.admission();
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      while (!reports.includes(true)) await new Promise((resolve) => setTimeout(resolve, 20));
+      // Nothing admitted any more: one report that it ended, then silence.
+      while (reports.at(-1) !== false) await new Promise((resolve) => setTimeout(resolve, 20));
+      const ended = reports.length;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      expect(reports.length).toBe(ended);
+    } finally {
+      watch.stop();
+    }
+    expect(reports.filter((crowd) => !crowd)).toHaveLength(1);
+  });
+});
