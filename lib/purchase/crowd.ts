@@ -1,10 +1,12 @@
 import { hostname } from 'node:os';
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 
-/** How often a gateway looks at its own load; a worker fetching during a crowd pauses as long. */
-export const CROWD_CHECK_MS = 100;
+/** How often a gateway looks at its own load: a crowd's end reaches the workers within two checks. */
+const CROWD_CHECK_MS = 50;
 /** How long a worker believes a gateway's crowd report (a gateway that died mid-crowd stops counting). */
-const REPORT_TTL_MS = 5 * CROWD_CHECK_MS;
+const REPORT_TTL_MS = 10 * CROWD_CHECK_MS;
+/** During a crowd a worker pauses this long before each fetch of WORKER_CROWD_RATE's share. */
+export const CROWD_PAUSE_MS = 100;
 /** A gateway is in a crowd while its event loop is at least this busy and it admits purchases. */
 const CROWD_MIN_UTILIZATION = 0.5;
 

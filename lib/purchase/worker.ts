@@ -18,13 +18,14 @@ import { OrderWriter, orderWriterPorts } from './order-writer';
 import { decode, type PurchaseMessage, type PurchaseQueue } from './queue';
 import { ResultRecorder, toFields, type ResultRecord } from './results';
 import { TurnBuffer } from '../turn-buffer';
-import { CROWD_CHECK_MS } from './crowd';
+import { CROWD_PAUSE_MS } from './crowd';
 
 /** How long one fetch waits for messages when the queue is empty. */
 const FETCH_EXPIRES_MS = 5000;
 /** At most this many per fetch, so one worker's open request does not take a steady flow whole. */
 const FETCH_BATCH = 100;
 const FETCH_RETRY_MS = 500;
+const PAUSE_STEP_MS = 10;
 
 /** An ack or a nak, sent with the others of its event-loop turn. */
 interface Reply {
@@ -145,7 +146,7 @@ export class PurchaseWorker {
   private pulled(consumer: Consumer): Observable<JsMsg> {
     const { concurrency, crowdRate } = this.config.worker;
     const minPull = Math.max(1, Math.floor(concurrency / 4));
-    const crowdPull = Math.max(1, Math.round((crowdRate * CROWD_CHECK_MS) / 1000));
+    const crowdPull = Math.max(1, Math.round((crowdRate * CROWD_PAUSE_MS) / 1000));
     const yielding = () => crowdRate > 0 && this.hooks.yielding?.() === true;
     return new Observable<JsMsg>((subscriber) => {
       const pulling = async () => {
@@ -155,9 +156,11 @@ export class PurchaseWorker {
             await firstValueFrom(this.freed$);
             continue;
           }
-          // A crowd on this machine: its admissions get the cores, the orders a trickle until it passes.
+          // A crowd on this machine: its admissions get the cores, the orders a trickle until it
+          // passes. The pause ends with the crowd, and the backlog is then fetched at full size.
+          for (let paused = 0; paused < CROWD_PAUSE_MS && yielding(); paused += PAUSE_STEP_MS)
+            await new Promise((r) => setTimeout(r, PAUSE_STEP_MS));
           const crowd = yielding();
-          if (crowd) await new Promise((r) => setTimeout(r, CROWD_CHECK_MS));
           try {
             this.fetching = await consumer.fetch({
               max_messages: Math.min(room, crowd ? crowdPull : FETCH_BATCH),

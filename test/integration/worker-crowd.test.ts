@@ -37,15 +37,15 @@ describe('worker during a crowd', () => {
 
     const queue = await app.rt.queue();
     const asked: { crowd: boolean; max: number }[] = [];
-    let crowdChecks = 0;
-    let crowd = false;
+    // A crowd for the first few fetches, then none.
+    const crowd = () => asked.length < CROWD_FETCHES;
     const consumers = queue.js.consumers;
     const get = consumers.get.bind(consumers);
     consumers.get = (async (...args: Parameters<typeof get>) => {
       const consumer: Consumer = await get(...args);
       const fetch = consumer.fetch.bind(consumer);
       consumer.fetch = (opts?: FetchOptions) => {
-        asked.push({ crowd, max: opts?.max_messages ?? Infinity });
+        asked.push({ crowd: crowd(), max: opts?.max_messages ?? Infinity });
         return fetch(opts);
       };
       return consumer;
@@ -53,8 +53,7 @@ describe('worker during a crowd', () => {
 
     const worker = new PurchaseWorker(app.config, app.rt.writerDb, app.rt.redis, queue, {
       publish: () => undefined,
-      // Each fetch asks first: a crowd for the first few, then none.
-      yielding: () => (crowd = ++crowdChecks <= CROWD_FETCHES),
+      yielding: crowd,
       log: { warn: () => undefined, error: () => undefined },
     });
     try {
