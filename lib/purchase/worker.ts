@@ -1,4 +1,4 @@
-import { createActor, fromPromise, toPromise } from 'xstate';
+import { createActor, toPromise } from 'xstate';
 import { bufferTime, filter, firstValueFrom, Observable, Subject, type Subscription } from 'rxjs';
 import type { Consumer, ConsumerMessages, JsMsg } from 'nats';
 import type Redis from 'ioredis';
@@ -6,10 +6,9 @@ import type { Sequelize } from 'sequelize';
 import type { Config } from '../../config';
 import {
   isTerminal,
+  orderPlacer,
   purchaseMachine,
   SYSTEM_ERROR_CODE,
-  type OrderOutcome,
-  type ProcessOrderInput,
   type StatusReport,
 } from '../../machines/purchase.machine';
 import { isTransientError } from '../errors';
@@ -273,9 +272,7 @@ export class PurchaseWorker {
               .then(() => msg.term()),
           );
         },
-      },
-      actors: {
-        processOrder: fromPromise<OrderOutcome, ProcessOrderInput>(({ input }) => this.writer.submit(input)),
+        placeOrder: orderPlacer((input) => this.writer.submit(input)),
       },
       guards: {
         isTransient: (_, { error }: { error: unknown }) => isTransientError(error),
