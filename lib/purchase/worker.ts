@@ -15,7 +15,7 @@ import { isTransientError } from '../errors';
 import { settle } from './reservations';
 import { OrderWriter, orderWriterPorts } from './order-writer';
 import { decode, type PurchaseMessage, type PurchaseQueue } from './queue';
-import { ResultRecorder, toFields, type ResultRecord } from './results';
+import { ResultRecorder, type ResultRecord } from './results';
 import { TurnBuffer } from '../turn-buffer';
 
 /** How long one fetch waits for messages when the queue is empty. */
@@ -284,6 +284,7 @@ export class PurchaseWorker {
   private report(delivery: Delivery, r: StatusReport): void {
     const { msg, message } = delivery;
     const now = new Date().toISOString();
+    const terminal = isTerminal(r.status);
     const record: ResultRecord = {
       messageId: message.messageId,
       userId: message.userId,
@@ -293,14 +294,22 @@ export class PurchaseWorker {
       attempts: r.attempts,
       updatedAt: now,
       seq: msg.seq,
-      ...(r.orderNo ? { orderNo: r.orderNo, ticketCode: r.ticketCode } : {}),
-      ...(r.errorCode ? { errorCode: r.errorCode, errorMessage: r.errorMessage } : {}),
-      ...(isTerminal(r.status) ? { completedAt: now } : {}),
     };
+    if (r.orderNo) {
+      record.orderNo = r.orderNo;
+      record.ticketCode = r.ticketCode;
+    }
+    if (r.errorCode) {
+      record.errorCode = r.errorCode;
+      record.errorMessage = r.errorMessage;
+    }
+    if (terminal) record.completedAt = now;
     // A waiting status changes three fields of the record admission wrote; a final one writes it whole.
-    const terminal = isTerminal(r.status);
-    const fields = toFields(terminal ? record : { status: r.status, attempts: r.attempts, updatedAt: now });
-    const written = this.recorder.record(message.messageId, r.status, fields);
+    const written = this.recorder.record(
+      message.messageId,
+      r.status,
+      terminal ? record : { status: r.status, attempts: r.attempts, updatedAt: now },
+    );
     awaitLater(delivery, written);
     // Only what the result store took is told: a late failure of a message that succeeded meanwhile
     // (RECORD refuses it) must not show FAILED anywhere.
