@@ -1,8 +1,9 @@
-import { assign, fromPromise, setup } from 'xstate';
+import { assign, setup, type AnyActorRef } from 'xstate';
 
 /**
  * The life cycle of ONE purchase message inside a worker (SPEC §4). The machine does no I/O:
- * the worker supplies every effect with `purchaseMachine.provide({ actions, actors, guards })`.
+ * the worker supplies every effect with `purchaseMachine.provide({ actions, guards })`. Placing the
+ * order is an action whose end comes back as an event (`orderPlacer`).
  */
 
 export type PurchaseStatus = 'PENDING' | 'PROCESSING' | 'RETRYING' | 'DELAYED' | 'SUCCESS' | 'FAILED';
@@ -41,6 +42,12 @@ export interface ProcessOrderInput extends PurchaseKey {
   /** 1-based try number within this delivery. */
   attempt: number;
 }
+
+/** How a try ends: the order writer's outcome, or the error it failed with. */
+export type OrderEvent =
+  { type: 'ORDER.PLACED'; output: OrderOutcome } | { type: 'ORDER.FAILED'; error: unknown };
+
+export type PurchaseEvent = { type: 'START' } | OrderEvent;
 
 export interface StatusReport {
   status: PurchaseStatus;
@@ -134,10 +141,31 @@ function notProvided(what: string): Error {
   return new Error(`purchaseMachine: ${what} was not provided (use purchaseMachine.provide)`);
 }
 
+/**
+ * The `placeOrder` action for a function that places one order: it starts the try and sends its end
+ * back to the actor as ORDER.PLACED or ORDER.FAILED. An action rather than an invoked promise actor:
+ * a child actor per try (created, registered in the actor system, started, stopped) was a sizeable
+ * share of a worker's CPU per order, and the machine still decides everything that follows.
+ */
+export function orderPlacer(place: (input: ProcessOrderInput) => Promise<OrderOutcome>) {
+  return ({ self }: { self: AnyActorRef }, input: ProcessOrderInput): void => {
+    let placing: Promise<OrderOutcome>;
+    try {
+      placing = place(input);
+    } catch (error) {
+      placing = Promise.reject(error);
+    }
+    placing.then(
+      (output) => self.send({ type: 'ORDER.PLACED', output } satisfies OrderEvent),
+      (error: unknown) => self.send({ type: 'ORDER.FAILED', error } satisfies OrderEvent),
+    );
+  };
+}
+
 export const purchaseMachine = setup({
   types: {} as {
     context: PurchaseContext;
-    events: { type: 'START' };
+    events: PurchaseEvent;
     input: PurchaseMachineInput;
     output: PurchaseMachineOutput;
   },
@@ -153,11 +181,8 @@ export const purchaseMachine = setup({
     deadLetter: (_, _params: { errorMessage: string }) => {
       throw notProvided('action "deadLetter"');
     },
-  },
-  actors: {
-    processOrder: fromPromise<OrderOutcome, ProcessOrderInput>(() =>
-      Promise.reject(notProvided('actor "processOrder"')),
-    ),
+    // A missing order placer fails each try, which ends in the dead letter like any failure.
+    placeOrder: orderPlacer(() => Promise.reject(notProvided('action "placeOrder"'))),
   },
   guards: {
     // Default: every error is transient, so an unknown failure is retried rather than lost.
@@ -170,8 +195,16 @@ export const purchaseMachine = setup({
   },
 }).createMachine({
   id: 'purchase',
+  // Field by field: spreading the input showed as ~4 % of the worker's per-message JS in a profile.
   context: ({ input }) => ({
-    ...input,
+    messageId: input.messageId,
+    userId: input.userId,
+    date: input.date,
+    deliveryCount: input.deliveryCount,
+    maxDeliver: input.maxDeliver,
+    retryAttempts: input.retryAttempts,
+    retryBaseMs: input.retryBaseMs,
+    delayMs: input.delayMs,
     attempt: 1,
     outcome: null,
     lastError: null,
@@ -184,19 +217,23 @@ export const purchaseMachine = setup({
       on: { START: 'processing' },
     },
     processing: {
-      entry: {
-        type: 'report',
-        params: ({ context }) => ({ status: 'PROCESSING', attempts: totalAttempts(context) }),
-      },
-      invoke: {
-        src: 'processOrder',
-        input: ({ context }) => ({
-          messageId: context.messageId,
-          userId: context.userId,
-          date: context.date,
-          attempt: context.attempt,
-        }),
-        onDone: [
+      entry: [
+        {
+          type: 'report',
+          params: ({ context }) => ({ status: 'PROCESSING', attempts: totalAttempts(context) }),
+        },
+        {
+          type: 'placeOrder',
+          params: ({ context }) => ({
+            messageId: context.messageId,
+            userId: context.userId,
+            date: context.date,
+            attempt: context.attempt,
+          }),
+        },
+      ],
+      on: {
+        'ORDER.PLACED': [
           {
             guard: ({ event }) => event.output.kind === 'success',
             target: 'success',
@@ -204,7 +241,7 @@ export const purchaseMachine = setup({
           },
           { target: 'failed', actions: assign({ outcome: ({ event }) => event.output }) },
         ],
-        onError: [
+        'ORDER.FAILED': [
           {
             guard: { type: 'isTransient', params: ({ event }) => ({ error: event.error }) },
             target: 'transientError',

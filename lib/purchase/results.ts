@@ -71,10 +71,13 @@ export async function writeResult(
   await redis.multi().hset(key, toFields(record)).expire(key, ttlSeconds).exec();
 }
 
+/** What a transition writes: result fields by name, absent ones skipped (ioredis sends numbers as text). */
+export type ResultFields = Readonly<Partial<Record<keyof ResultRecord, string | number>>>;
+
 interface Transition {
   key: string;
   status: string;
-  fields: Record<string, string>;
+  fields: ResultFields;
   resolve(written: boolean): void;
   reject(err: unknown): void;
 }
@@ -93,7 +96,7 @@ export class ResultRecorder {
     private readonly ttlSeconds: number,
   ) {}
 
-  record(messageId: string, status: PurchaseStatus, fields: Record<string, string>): Promise<boolean> {
+  record(messageId: string, status: PurchaseStatus, fields: ResultFields): Promise<boolean> {
     return new Promise((resolve, reject) =>
       this.pending.add({ key: keys.result(messageId), status, fields, resolve, reject }),
     );
@@ -109,7 +112,9 @@ export class ResultRecorder {
       args.push(t.status, 0);
       let pairs = 0;
       for (const field in t.fields) {
-        args.push(field, t.fields[field]);
+        const value = t.fields[field as keyof ResultRecord];
+        if (value === undefined) continue;
+        args.push(field, value);
         pairs++;
       }
       args[count] = pairs;

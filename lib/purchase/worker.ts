@@ -1,4 +1,4 @@
-import { createActor, fromPromise, toPromise } from 'xstate';
+import { createActor, toPromise } from 'xstate';
 import { bufferTime, filter, firstValueFrom, Observable, Subject, type Subscription } from 'rxjs';
 import type { Consumer, ConsumerMessages, JsMsg } from 'nats';
 import type Redis from 'ioredis';
@@ -6,17 +6,16 @@ import type { Sequelize } from 'sequelize';
 import type { Config } from '../../config';
 import {
   isTerminal,
+  orderPlacer,
   purchaseMachine,
   SYSTEM_ERROR_CODE,
-  type OrderOutcome,
-  type ProcessOrderInput,
   type StatusReport,
 } from '../../machines/purchase.machine';
 import { isTransientError } from '../errors';
 import { settle } from './reservations';
 import { OrderWriter, orderWriterPorts } from './order-writer';
 import { decode, type PurchaseMessage, type PurchaseQueue } from './queue';
-import { ResultRecorder, toFields, type ResultRecord } from './results';
+import { ResultRecorder, type ResultRecord } from './results';
 import { TurnBuffer } from '../turn-buffer';
 import { CROWD_PAUSE_MS } from './crowd';
 
@@ -284,9 +283,7 @@ export class PurchaseWorker {
               .then(() => msg.term()),
           );
         },
-      },
-      actors: {
-        processOrder: fromPromise<OrderOutcome, ProcessOrderInput>(({ input }) => this.writer.submit(input)),
+        placeOrder: orderPlacer((input) => this.writer.submit(input)),
       },
       guards: {
         isTransient: (_, { error }: { error: unknown }) => isTransientError(error),
@@ -298,6 +295,7 @@ export class PurchaseWorker {
   private report(delivery: Delivery, r: StatusReport): void {
     const { msg, message } = delivery;
     const now = new Date().toISOString();
+    const terminal = isTerminal(r.status);
     const record: ResultRecord = {
       messageId: message.messageId,
       userId: message.userId,
@@ -307,14 +305,22 @@ export class PurchaseWorker {
       attempts: r.attempts,
       updatedAt: now,
       seq: msg.seq,
-      ...(r.orderNo ? { orderNo: r.orderNo, ticketCode: r.ticketCode } : {}),
-      ...(r.errorCode ? { errorCode: r.errorCode, errorMessage: r.errorMessage } : {}),
-      ...(isTerminal(r.status) ? { completedAt: now } : {}),
     };
+    if (r.orderNo) {
+      record.orderNo = r.orderNo;
+      record.ticketCode = r.ticketCode;
+    }
+    if (r.errorCode) {
+      record.errorCode = r.errorCode;
+      record.errorMessage = r.errorMessage;
+    }
+    if (terminal) record.completedAt = now;
     // A waiting status changes three fields of the record admission wrote; a final one writes it whole.
-    const terminal = isTerminal(r.status);
-    const fields = toFields(terminal ? record : { status: r.status, attempts: r.attempts, updatedAt: now });
-    const written = this.recorder.record(message.messageId, r.status, fields);
+    const written = this.recorder.record(
+      message.messageId,
+      r.status,
+      terminal ? record : { status: r.status, attempts: r.attempts, updatedAt: now },
+    );
     awaitLater(delivery, written);
     // Only what the result store took is told: a late failure of a message that succeeded meanwhile
     // (RECORD refuses it) must not show FAILED anywhere.

@@ -1,10 +1,11 @@
-import { SimulatedClock, createActor, fromPromise, toPromise, type Actor } from 'xstate';
+import { SimulatedClock, createActor, toPromise, type Actor } from 'xstate';
 
 import {
   SYSTEM_ERROR_CODE,
   SYSTEM_ERROR_MESSAGE,
   TERMINAL_STATUSES,
   isTerminal,
+  orderPlacer,
   purchaseMachine,
   type OrderOutcome,
   type ProcessOrderInput,
@@ -18,7 +19,7 @@ type Call =
   | { action: 'nak'; params: { delayMs: number } }
   | { action: 'deadLetter'; params: { errorMessage: string } };
 
-/** One scripted processOrder result: resolve with an outcome or reject with any value. */
+/** One scripted placeOrder result: resolve with an outcome or reject with any value. */
 type Step = OrderOutcome | { reject: unknown };
 
 const BASE_INPUT: PurchaseMachineInput = {
@@ -36,7 +37,7 @@ const OK: OrderOutcome = { kind: 'success', orderNo: 'ORD-1', ticketCode: 'TCK-1
 const SOLD_OUT: OrderOutcome = { kind: 'rejected', errorCode: 6002, errorMessage: 'Sold out' };
 const DB_DOWN = { reject: new Error('database unavailable') };
 
-// Lets the processOrder promise settle and XState deliver its done/error event.
+// Lets the placeOrder promise settle and its ORDER.PLACED / ORDER.FAILED event reach the actor.
 const flush = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 interface Harness {
@@ -63,9 +64,7 @@ function harness(
       ack: () => calls.push({ action: 'ack' }),
       nak: (_, params) => calls.push({ action: 'nak', params }),
       deadLetter: (_, params) => calls.push({ action: 'deadLetter', params }),
-    },
-    actors: {
-      processOrder: fromPromise<OrderOutcome, ProcessOrderInput>(async ({ input }) => {
+      placeOrder: orderPlacer(async (input) => {
         inputs.push(input);
         const step = script.shift();
         if (step === undefined) throw new Error('test script exhausted');
@@ -86,7 +85,7 @@ function harness(
   return { actor, clock, calls, inputs, transientChecks, reports };
 }
 
-/** Starts the machine and lets the first processOrder call settle. */
+/** Starts the machine and lets the first placeOrder call settle. */
 async function run(h: Harness): Promise<void> {
   h.actor.start();
   h.actor.send({ type: 'START' });
@@ -106,7 +105,7 @@ describe('purchase machine: exported helpers', () => {
 });
 
 describe('purchase machine', () => {
-  it('waits in pending until START, without reporting or calling processOrder', async () => {
+  it('waits in pending until START, without reporting or calling placeOrder', async () => {
     const h = harness([OK]);
     h.actor.start();
     await flush();
@@ -411,15 +410,53 @@ describe('purchase machine', () => {
     expect(h.reports().map((r) => r.status)).toEqual(['PROCESSING', 'RETRYING']);
   });
 
+  it('a placer that throws instead of rejecting fails the try like a rejection', async () => {
+    const thrown = new Error('bad input');
+    const machine = purchaseMachine.provide({
+      actions: {
+        report: () => undefined,
+        deadLetter: () => undefined,
+        placeOrder: orderPlacer(() => {
+          throw thrown;
+        }),
+      },
+      guards: { isTransient: () => false },
+    });
+    const actor = createActor(machine, { input: BASE_INPUT, clock: new SimulatedClock() });
+    const done = toPromise(actor);
+    actor.start();
+    actor.send({ type: 'START' });
+    await flush();
+    await expect(done).resolves.toEqual({ status: 'FAILED', disposition: 'deadLettered' });
+  });
+
+  it('an outcome that arrives after the actor stopped changes nothing', async () => {
+    let placed!: (outcome: OrderOutcome) => void;
+    const calls: string[] = [];
+    const machine = purchaseMachine.provide({
+      actions: {
+        report: (_, params) => calls.push(params.status),
+        ack: () => calls.push('ack'),
+        placeOrder: orderPlacer(() => new Promise((resolve) => (placed = resolve))),
+      },
+    });
+    const actor = createActor(machine, { input: BASE_INPUT, clock: new SimulatedClock() });
+    actor.start();
+    actor.send({ type: 'START' });
+    actor.stop();
+    placed(OK);
+    await flush();
+    expect(calls).toEqual(['PROCESSING']);
+    expect(actor.getSnapshot().value).toBe('processing');
+  });
+
   it('honours a backoff delay supplied by the worker', async () => {
     const h = harness([DB_DOWN, OK]);
     const machine = purchaseMachine.provide({
       actions: {
         report: (_, params) => h.calls.push({ action: 'report', params }),
         ack: () => h.calls.push({ action: 'ack' }),
-      },
-      actors: {
-        processOrder: fromPromise<OrderOutcome, ProcessOrderInput>(async ({ input }) => {
+        placeOrder: orderPlacer(async (input) => {
           h.inputs.push(input);
           if (input.attempt === 1) throw new Error('flaky');
           return OK;
@@ -443,7 +480,7 @@ describe('purchase machine', () => {
 });
 
 describe('purchase machine: defaults make a missing provide obvious', () => {
-  it('the default processOrder rejects with a "not provided" error, which ends in the dead letter', async () => {
+  it('the default placeOrder fails with a "not provided" error, which ends in the dead letter', async () => {
     const calls: Call[] = [];
     const machine = purchaseMachine.provide({
       actions: {
@@ -463,7 +500,7 @@ describe('purchase machine: defaults make a missing provide obvious', () => {
     const dead = calls.find((c) => c.action === 'deadLetter');
     expect(dead).toEqual({
       action: 'deadLetter',
-      params: { errorMessage: expect.stringContaining('"processOrder" was not provided') },
+      params: { errorMessage: expect.stringContaining('"placeOrder" was not provided') },
     });
   });
 
@@ -489,9 +526,9 @@ describe('purchase machine: defaults make a missing provide obvious', () => {
     ['deadLetter', { retryAttempts: 0, deliveryCount: 1, maxDeliver: 1 }],
   ])('a missing %s makes the actor fail too', async (action, input) => {
     const machine = purchaseMachine.provide({
-      actions: { ack: () => undefined },
-      actors: {
-        processOrder: fromPromise<OrderOutcome, ProcessOrderInput>(async () => {
+      actions: {
+        ack: () => undefined,
+        placeOrder: orderPlacer(async () => {
           throw new Error('database unavailable');
         }),
       },
@@ -504,7 +541,7 @@ describe('purchase machine: defaults make a missing provide obvious', () => {
 
   it('a missing ack makes the actor fail instead of silently leaving the message un-acked', async () => {
     const machine = purchaseMachine.provide({
-      actors: { processOrder: fromPromise<OrderOutcome, ProcessOrderInput>(async () => OK) },
+      actions: { placeOrder: orderPlacer(async () => OK) },
     });
     expect(await failureOf(machine, BASE_INPUT)).toEqual({ error: notProvided('ack'), status: 'error' });
   });
