@@ -9,6 +9,8 @@ const REPORT_TTL_MS = 10 * CROWD_CHECK_MS;
 export const CROWD_PAUSE_MS = 100;
 /** A gateway is in a crowd while its event loop is at least this busy and it admits purchases. */
 const CROWD_MIN_UTILIZATION = 0.5;
+/** The event loop's busyness is taken over this many checks: one quiet moment does not end a crowd. */
+const UTILIZATION_CHECKS = 4;
 /**
  * How long admissions must keep a gateway busy before its workers yield: a flash sale's stock is
  * admitted in about a second, and its buyers learn their results within the 2 s of SPEC §6 only if
@@ -41,7 +43,8 @@ export class CrowdWatch {
   private crowd = false;
   /** Since when every check found admissions at a busy event loop (undefined: the last did not). */
   private busySince?: number;
-  private last: EventLoopUtilization = performance.eventLoopUtilization();
+  /** The event loop's counters at the last UTILIZATION_CHECKS checks, oldest first. */
+  private readonly loops: EventLoopUtilization[] = [performance.eventLoopUtilization()];
   private timer?: NodeJS.Timeout;
 
   constructor(private readonly report: (crowd: boolean) => void) {}
@@ -62,8 +65,10 @@ export class CrowdWatch {
 
   private check(): void {
     const loop = performance.eventLoopUtilization();
-    const busy = inCrowd(performance.eventLoopUtilization(loop, this.last).utilization, this.admitted);
-    this.last = loop;
+    // Admissions of this check only: when they stop (sold out, the crowd gone) the crowd ends at once.
+    const busy = inCrowd(performance.eventLoopUtilization(loop, this.loops[0]).utilization, this.admitted);
+    this.loops.push(loop);
+    if (this.loops.length > UTILIZATION_CHECKS) this.loops.shift();
     this.admitted = 0;
     const at = Date.now();
     this.busySince = busy ? (this.busySince ?? at) : undefined;
