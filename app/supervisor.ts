@@ -68,14 +68,23 @@ export class Supervisor {
   }
 
   /**
-   * Starts every child and resolves once all of them report ready. A child that dies before its
-   * first start completed (e.g. the database is unreachable) stops the others and rejects, as a
-   * single process exits when it cannot start.
+   * Starts the gateway, then the workers once it is ready, and resolves once all of them report
+   * ready. The gateway alone first: it migrates and seeds, and the workers wait for its tickets
+   * service anyway. Started all at once, the gateway came up measurably slower for good: 130–140
+   * against 80–90 µs of CPU per submit in the bench, the same code under the same load (cause not
+   * found). A child that dies before its first start completed (e.g. the database is unreachable)
+   * stops the others and rejects, as a single process exits when it cannot start.
    */
   start(): Promise<void> {
     this.log.info(`starting ${this.slots.map((s) => s.spec.name).join(', ')}`);
+    const [gateway, ...workers] = this.slots;
+    let workersSpawned = false;
     return new Promise((resolve, reject) => {
       const onReady = () => {
+        if (gateway.ready && !workersSpawned) {
+          workersSpawned = true;
+          for (const worker of workers) this.spawn(worker, onReady, onEarlyExit);
+        }
         if (this.started || !this.slots.every((s) => s.ready)) return;
         this.started = true;
         this.log.info('every process started');
@@ -84,7 +93,7 @@ export class Supervisor {
       const onEarlyExit = (slot: Slot, code: number | null, signal: NodeJS.Signals | null) => {
         reject(new Error(`${slot.spec.name} stopped during start (code ${code}, signal ${signal})`));
       };
-      for (const slot of this.slots) this.spawn(slot, onReady, onEarlyExit);
+      this.spawn(gateway, onReady, onEarlyExit);
     });
   }
 
