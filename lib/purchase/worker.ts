@@ -24,7 +24,7 @@ const FETCH_EXPIRES_MS = 5000;
 /** At most this many per fetch, so one worker's open request does not take a steady flow whole. */
 const FETCH_BATCH = 100;
 const FETCH_RETRY_MS = 500;
-const PAUSE_STEP_MS = 10;
+const PAUSE_STEP_MS = 20;
 
 /** An ack or a nak, sent with the others of its event-loop turn. */
 interface Reply {

@@ -12,7 +12,7 @@ import { submit, terminal } from '../helpers/purchase';
  * seen in order.
  */
 describe('worker during a crowd', () => {
-  const CROWD_RATE = 10; // one message per 100 ms pause
+  const CROWD_RATE = 2; // one message per 500 ms pause
   const MESSAGES = 20;
   const CROWD_FETCHES = 4;
   let app: TestApp;
