@@ -49,11 +49,10 @@ export function answerLocally(local: () => LocalAnswerInputs | undefined): Middl
       if (refusal) return sendRefusal(res, refusal);
       gateway
         .admit(body)
-        .then(
-          (answer) =>
-            isRefusal(answer) ? sendRefusal(res, answer) : sendEnvelope(res, 200, success(answer)),
-          next,
-        );
+        .then((answer) =>
+          isRefusal(answer) ? sendRefusal(res, answer) : sendEnvelope(res, 200, success(answer)),
+        )
+        .catch(next);
       return;
     }
     if (req.method === 'GET' && req.parsedUrl === V2_RESULT) {

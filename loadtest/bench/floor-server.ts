@@ -102,7 +102,9 @@ runBaseline({
       if (!door || req.method !== 'POST' || req.parsedUrl !== FLOOR_PATH || !isEmpty(req.query))
         return next();
       if (valid(body) !== true) return next();
-      submit(door, body).then((answer) => sendEnvelope(res, 200, success(answer)), next);
+      submit(door, body)
+        .then((answer) => sendEnvelope(res, 200, success(answer)))
+        .catch(next);
     };
   },
 });
