@@ -70,10 +70,10 @@ export class Supervisor {
   /**
    * Starts the gateway, then the workers once it is ready, and resolves once all of them report
    * ready. The gateway alone first: it migrates and seeds, and the workers wait for its tickets
-   * service anyway. Started all at once, the gateway came up measurably slower for good: 130–140
-   * against 80–90 µs of CPU per submit in the bench, the same code under the same load (cause not
-   * found). A child that dies before its first start completed (e.g. the database is unreachable)
-   * stops the others and rejects, as a single process exits when it cannot start.
+   * service anyway (gateways started beside their workers also came up slow for good more often in
+   * the bench; docs/performance.md). A child that dies before its first start completed (e.g. the
+   * database is unreachable) stops the others and rejects, as a single process exits when it cannot
+   * start.
    */
   start(): Promise<void> {
     this.log.info(`starting ${this.slots.map((s) => s.spec.name).join(', ')}`);

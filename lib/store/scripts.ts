@@ -13,20 +13,19 @@
  * Returns {outcome, value}: NOT_READY | PAUSED | RATE_LIMITED | EXISTS <claim> | SOLD_OUT | OK <remaining>
  */
 const ADMIT_ONE = `
+-- One more request in the window of a limit (max 0 = no limit); true when it is over the limit.
+local function overLimit(key, max, windowMs)
+  if max <= 0 then return false end
+  local n = redis.call('INCR', key)
+  if n == 1 then redis.call('PEXPIRE', key, windowMs) end
+  return n > max
+end
+
 local function admit(K, k, A, a)
   if redis.call('EXISTS', K[k + 1]) == 0 then return 'NOT_READY', '' end
   if redis.call('EXISTS', K[k + 2]) == 1 then return 'PAUSED', '' end
-  local userMax = tonumber(A[a + 3])
-  if userMax > 0 then
-    local n = redis.call('INCR', K[k + 3])
-    if n == 1 then redis.call('PEXPIRE', K[k + 3], A[a + 4]) end
-    if n > userMax then return 'RATE_LIMITED', '' end
-  end
-  local globalMax = tonumber(A[a + 5])
-  if globalMax > 0 then
-    local n = redis.call('INCR', K[k + 4])
-    if n == 1 then redis.call('PEXPIRE', K[k + 4], A[a + 6]) end
-    if n > globalMax then return 'RATE_LIMITED', '' end
+  if overLimit(K[k + 3], tonumber(A[a + 3]), A[a + 4]) or overLimit(K[k + 4], tonumber(A[a + 5]), A[a + 6]) then
+    return 'RATE_LIMITED', ''
   end
   local claim = redis.call('HGET', K[k + 6], A[a + 1])
   if claim then return 'EXISTS', claim end

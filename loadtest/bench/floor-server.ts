@@ -61,7 +61,7 @@ async function submit({ runtime, admissions, acks }: Door, req: PurchaseRequest)
   };
 }
 
-/** Made with the services (it needs the configuration); the route answers through it. */
+/** Made with the services (it needs the configuration); the route, made after them, uses it. */
 let door: Door | undefined;
 
 runBaseline({
@@ -69,12 +69,11 @@ runBaseline({
   action: 'floor.submit',
   services: (config: Config) => {
     const runtime = new Runtime(config);
-    const made: Door = {
+    const made: Door = (door = {
       runtime,
       admissions: new AdmissionBatch(runtime.redis, config),
       acks: new OutboxAcks(runtime.redis),
-    };
-    door = made;
+    });
     return [
       {
         name: 'floor',
@@ -96,13 +95,14 @@ runBaseline({
   // The service answers a well-formed submit from its route, without an action call (lib/http/
   // local-answers.ts); so does the floor. Anything else goes to the action, as there.
   answer: (broker) => {
+    const made = door;
+    if (!made) throw new Error('The floor route is made after the floor service');
     const valid = broker.validator?.compile(purchaseParams) as Check;
     return (req: Req, res: ServerResponse, next: Next) => {
       const body = req.body as PurchaseRequest;
-      if (!door || req.method !== 'POST' || req.parsedUrl !== FLOOR_PATH || !isEmpty(req.query))
-        return next();
+      if (req.method !== 'POST' || req.parsedUrl !== FLOOR_PATH || !isEmpty(req.query)) return next();
       if (valid(body) !== true) return next();
-      submit(door, body)
+      submit(made, body)
         .then((answer) => sendEnvelope(res, 200, success(answer)))
         .catch(next);
     };
