@@ -161,6 +161,17 @@ const ordersOn = (bench: Bench, dates: string[]) =>
     dates,
   ]);
 
+/**
+ * Tickets sold on the days, from their `ticket_days` rows: `place_orders` moves `sold` in the
+ * statement that inserts the orders, so it follows the commits at the cost of two row lookups. A
+ * count of the orders themselves reads every order of the days, and polled every 20 ms over 100k
+ * orders it took as much of PostgreSQL as the drain it was watching.
+ */
+const soldOn = (bench: Bench, dates: string[]) =>
+  count(bench, `SELECT coalesce(sum(sold), 0)::int AS n FROM ticket_days WHERE date = ANY($1::date[])`, [
+    dates,
+  ]);
+
 const ok200 = (load: LoadResult) => load.statusCodes['200'] ?? 0;
 
 /** The days of the submit, polling-seed and drain requests: dates[2], then today when it overflows. */
@@ -586,6 +597,7 @@ export async function drainScenario(bench: Bench, results: Results): Promise<voi
   bench.progress.line(`order drain: ${n} messages queued while the consumer is held, then released`);
   await waitIdle(bench);
   const before = await ordersOn(bench, dates);
+  const soldBefore = await soldOn(bench, dates);
   let held = true;
   try {
     await queue.jsm.consumers.update(stream, consumer, { max_ack_pending: 1 });
@@ -610,7 +622,7 @@ export async function drainScenario(bench: Bench, results: Results): Promise<voi
       bench.progress,
     );
   } finally {
-    atRelease = (await ordersOn(bench, dates)) - before;
+    atRelease = (await soldOn(bench, dates)) - soldBefore;
     bench.monitor.begin('order drain');
     releasedAt = Date.now();
     if (held)
@@ -623,7 +635,7 @@ export async function drainScenario(bench: Bench, results: Results): Promise<voi
   let orders = atRelease;
   let doneAt = releasedAt;
   while (Date.now() < deadline) {
-    orders = (await ordersOn(bench, dates)) - before;
+    orders = (await soldOn(bench, dates)) - soldBefore;
     doneAt = Date.now();
     if (orders >= accepted) break;
     bench.progress.status(`order drain: ${orders}/${accepted} orders`);
@@ -640,6 +652,7 @@ export async function drainScenario(bench: Bench, results: Results): Promise<voi
     [dates, new Date(releasedAt)],
   );
   const span = rows[0]?.first ? (rows[0].last.getTime() - rows[0].first.getTime()) / 1000 : null;
+  const made = (await ordersOn(bench, dates)) - before;
   results.figure({
     id: 'drain',
     figure: '(4) order drain (DB commits)',
@@ -669,8 +682,8 @@ export async function drainScenario(bench: Bench, results: Results): Promise<voi
   results.check(
     'drain',
     'every accepted message became an order',
-    orders === accepted,
-    `${orders} orders for ${accepted} accepted`,
+    made === accepted && orders === accepted,
+    `${made} orders (${orders} tickets sold) for ${accepted} accepted`,
   );
   results.details.drain = {
     burst,
