@@ -89,6 +89,8 @@ export interface Config {
     nice: number;
     /** Messages a second a worker takes while a gateway on its machine is in a crowd (0 = as usual). */
     crowdRate: number;
+    /** The longest an order waits for a crowd: older ones are fetched at full size (0 = no limit). */
+    crowdMaxWaitMs: number;
   };
   /** The admission outbox's recovery on gateways (lib/purchase/outbox.ts). */
   outbox: { checkMs: number; graceMs: number; maxAgeMs: number };
@@ -215,6 +217,7 @@ const schema = {
   WORKER_BATCH_MS: ['5', int(0, 10_000)],
   WORKER_NICE: ['10', int(0, 19)],
   WORKER_CROWD_RATE: ['200', int(0, 100_000)],
+  WORKER_CROWD_MAX_WAIT_MS: ['10000', int(0, 600_000)],
   WORKER_PROCESSES: ['2', int(0, 16)],
   OUTBOX_CHECK_MS: ['1000', int(100, 60_000)],
   OUTBOX_GRACE_MS: ['15000', int(1000)],
@@ -479,6 +482,7 @@ export function loadConfig(env: Env = process.env, warn: (msg: string) => void =
       batchMs: v('WORKER_BATCH_MS'),
       nice: v('WORKER_NICE'),
       crowdRate: v('WORKER_CROWD_RATE'),
+      crowdMaxWaitMs: v('WORKER_CROWD_MAX_WAIT_MS'),
     },
     outbox: {
       checkMs: v('OUTBOX_CHECK_MS'),

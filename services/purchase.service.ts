@@ -141,9 +141,9 @@ const purchaseService: ServiceSchema<ServiceSettingSchema, Record<string, never>
     });
     this.gateway = new PurchaseGateway(ports, settings, {
       soldOut: (date) => void this.broker.broadcast('tickets.soldOut', { date }),
-      submitted: (outcome: Outcome) => {
+      submitted: (outcome: Outcome, stockLeft = NaN) => {
         this.countSubmit(outcome);
-        if (outcome === 'accepted') this.crowd.admission();
+        if (outcome === 'accepted') this.crowd.admission(stockLeft);
       },
       resultRead: (level) => this.broker.metrics.increment(METRICS.cache, { level }),
     });

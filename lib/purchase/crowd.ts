@@ -20,6 +20,12 @@ const UTILIZATION_CHECKS = 4;
  * the orders are made meanwhile; a crowd that lasts longer gets the cores for its answers.
  */
 const CROWD_GRACE_MS = 1000;
+/**
+ * A crowd that will have admitted the stock left within this long, at its admission rate, is not
+ * yielded to: it is answered from memory once the stock is gone, and the orders it made are what its
+ * buyers are waiting for. On a slower machine a flash sale's stock takes longer than the grace.
+ */
+const CROWD_MIN_RUNWAY_MS = 3000;
 
 /** What a gateway says of its load (the broadcast `purchase.crowd`). */
 export interface CrowdReport {
@@ -37,12 +43,25 @@ export const inCrowd = (utilization: number, admitted: number): boolean =>
   admitted > 0 && utilization >= CROWD_MIN_UTILIZATION;
 
 /**
+ * How long the stock left lasts at the rate of `admitted` admissions in `windowMs` (Infinity while
+ * the stock is unknown); a crowd with a shorter runway than CROWD_MIN_RUNWAY_MS is not yielded to.
+ */
+export const runwayMs = (stockLeft: number, admitted: number, windowMs: number): number =>
+  admitted > 0 ? (stockLeft * windowMs) / admitted : Infinity;
+
+export const lasts = (runway: number): boolean => runway >= CROWD_MIN_RUNWAY_MS;
+
+/**
  * A gateway's view of its own crowd, checked every CROWD_CHECK_MS: reported once it has lasted
  * CROWD_GRACE_MS, while it lasts (each report holds for REPORT_TTL_MS), and once when it ends, so
  * workers resume within a check.
  */
 export class CrowdWatch {
   private admitted = 0;
+  /** The most stock an admission of this check left on its day (-1: none told). */
+  private stockLeft = -1;
+  /** Admissions of the last UTILIZATION_CHECKS checks, oldest first. */
+  private readonly counts: number[] = [];
   private crowd = false;
   /** Since when every check found admissions at a busy event loop (undefined: the last did not). */
   private busySince?: number;
@@ -52,8 +71,10 @@ export class CrowdWatch {
 
   constructor(private readonly report: (crowd: boolean) => void) {}
 
-  admission(): void {
+  /** One purchase admitted, leaving `stockLeft` tickets on its day (NaN when unknown). */
+  admission(stockLeft: number): void {
     this.admitted++;
+    if (stockLeft > this.stockLeft) this.stockLeft = stockLeft;
   }
 
   start(): void {
@@ -69,10 +90,18 @@ export class CrowdWatch {
   private check(): void {
     const loop = performance.eventLoopUtilization();
     // Admissions of this check only: when they stop (sold out, the crowd gone) the crowd ends at once.
-    const busy = inCrowd(performance.eventLoopUtilization(loop, this.loops[0]).utilization, this.admitted);
+    this.counts.push(this.admitted);
+    if (this.counts.length > UTILIZATION_CHECKS) this.counts.shift();
+    const admitted = this.counts.reduce((sum, n) => sum + n, 0);
+    const runway =
+      this.stockLeft < 0 ? Infinity : runwayMs(this.stockLeft, admitted, this.counts.length * CROWD_CHECK_MS);
+    const busy =
+      inCrowd(performance.eventLoopUtilization(loop, this.loops[0]).utilization, this.admitted) &&
+      lasts(runway);
     this.loops.push(loop);
     if (this.loops.length > UTILIZATION_CHECKS) this.loops.shift();
     this.admitted = 0;
+    this.stockLeft = -1;
     const at = Date.now();
     this.busySince = busy ? (this.busySince ?? at) : undefined;
     const crowd = this.busySince !== undefined && at - this.busySince >= CROWD_GRACE_MS;

@@ -34,7 +34,8 @@ export type Outcome =
 
 export interface GatewayEvents {
   soldOut(date: string): void;
-  submitted(outcome: Outcome): void;
+  /** How a submit ended; an accepted one with the stock its admission left on the day (NaN: unknown). */
+  submitted(outcome: Outcome, stockLeft?: number): void;
   /** Where a result read was answered: the gateway's LRU, Redis, the database, or nowhere. */
   resultRead(level: 'lru' | 'redis' | 'database' | 'miss'): void;
 }
@@ -183,7 +184,7 @@ export class PurchaseGateway {
       );
     }
     this.admissions.queued(req.date, messageId, seq);
-    this.events.submitted('accepted');
+    this.events.submitted('accepted', admission.remaining);
     const position = this.positionOf(seq);
     return {
       messageId,

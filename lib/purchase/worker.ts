@@ -96,6 +96,8 @@ export class PurchaseWorker {
   private fetching?: ConsumerMessages;
   private heartbeat?: NodeJS.Timeout;
   private readonly freed$ = new Subject<void>();
+  /** Since when the oldest message still in the queue has waited, as far as this worker's fetches tell. */
+  private waitingSince = Date.now();
   inFlight = 0;
 
   constructor(
@@ -143,10 +145,13 @@ export class PurchaseWorker {
    * its concurrency at least), so one worker never hoards a backlog the others could be working on.
    */
   private pulled(consumer: Consumer): Observable<JsMsg> {
-    const { concurrency, crowdRate } = this.config.worker;
+    const { concurrency, crowdRate, crowdMaxWaitMs } = this.config.worker;
     const minPull = Math.max(1, Math.floor(concurrency / 4));
     const crowdPull = Math.max(1, Math.round((crowdRate * CROWD_PAUSE_MS) / 1000));
-    const yielding = () => crowdRate > 0 && this.hooks.yielding?.() === true;
+    // A crowd that lasts must not hold its orders for as long: once the oldest has waited
+    // WORKER_CROWD_MAX_WAIT_MS the worker catches up at full size, crowd or not.
+    const behind = () => crowdMaxWaitMs > 0 && Date.now() - this.waitingSince >= crowdMaxWaitMs;
+    const yielding = () => crowdRate > 0 && this.hooks.yielding?.() === true && !behind();
     return new Observable<JsMsg>((subscriber) => {
       const pulling = async () => {
         while (!this.stopping && !subscriber.closed) {
@@ -160,12 +165,18 @@ export class PurchaseWorker {
           for (let paused = 0; paused < CROWD_PAUSE_MS && yielding(); paused += PAUSE_STEP_MS)
             await new Promise((r) => setTimeout(r, PAUSE_STEP_MS));
           const crowd = yielding();
+          const max = Math.min(room, crowd ? crowdPull : FETCH_BATCH);
           try {
-            this.fetching = await consumer.fetch({
-              max_messages: Math.min(room, crowd ? crowdPull : FETCH_BATCH),
-              expires: FETCH_EXPIRES_MS,
-            });
-            for await (const msg of this.fetching) subscriber.next(msg);
+            this.fetching = await consumer.fetch({ max_messages: max, expires: FETCH_EXPIRES_MS });
+            let received = 0;
+            let lastPublished = 0;
+            for await (const msg of this.fetching) {
+              received++;
+              lastPublished = msg.info.timestampNanos / 1e6;
+              subscriber.next(msg);
+            }
+            // A full fetch leaves a backlog about as old as its last message; any other emptied the queue.
+            this.waitingSince = received === max ? lastPublished : Date.now();
           } catch (err) {
             // NATS away or the consumer being recreated: JetStream redelivers what was not acked.
             if (this.stopping) break;

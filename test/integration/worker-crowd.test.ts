@@ -24,36 +24,39 @@ describe('worker during a crowd', () => {
     await app?.stop();
   });
 
-  it('fetches a trickle while told of a crowd, then the rest at full size', async () => {
-    // The app's own worker steps aside: the backlog is for the test's worker alone.
-    const service = app.broker.getLocalService('purchase-worker') as unknown as { worker: PurchaseWorker };
-    await service.worker.stop();
-
+  /**
+   * Submits MESSAGES purchases (users from `firstUser`), then runs a worker of the test's own over
+   * them with the given crowd signal and longest wait; returns each fetch it asked for, in order.
+   */
+  async function drainDuringCrowd(
+    firstUser: number,
+    crowdMaxWaitMs: number,
+    crowd: (fetches: number) => boolean,
+  ) {
     const today = app.dates[0];
     const answers = await Promise.all(
-      Array.from({ length: MESSAGES }, (_, i) => submit(app, 1700 + i, today)),
+      Array.from({ length: MESSAGES }, (_, i) => submit(app, firstUser + i, today)),
     );
     expect(answers.map((a) => a.status)).toEqual(answers.map(() => 200));
 
     const queue = await app.rt.queue();
     const asked: { crowd: boolean; max: number }[] = [];
-    // A crowd for the first few fetches, then none.
-    const crowd = () => asked.length < CROWD_FETCHES;
     const consumers = queue.js.consumers;
     const get = consumers.get.bind(consumers);
     consumers.get = (async (...args: Parameters<typeof get>) => {
       const consumer: Consumer = await get(...args);
       const fetch = consumer.fetch.bind(consumer);
       consumer.fetch = (opts?: FetchOptions) => {
-        asked.push({ crowd: crowd(), max: opts?.max_messages ?? Infinity });
+        asked.push({ crowd: crowd(asked.length), max: opts?.max_messages ?? Infinity });
         return fetch(opts);
       };
       return consumer;
     }) as typeof consumers.get;
 
-    const worker = new PurchaseWorker(app.config, app.rt.writerDb, app.rt.redis, queue, {
+    const config = { ...app.config, worker: { ...app.config.worker, crowdMaxWaitMs } };
+    const worker = new PurchaseWorker(config, app.rt.writerDb, app.rt.redis, queue, {
       publish: () => undefined,
-      yielding: crowd,
+      yielding: () => crowd(asked.length),
       log: { warn: () => undefined, error: () => undefined },
     });
     try {
@@ -64,12 +67,36 @@ describe('worker during a crowd', () => {
       consumers.get = get;
       await worker.stop();
     }
+    return asked;
+  }
+
+  beforeAll(async () => {
+    // The app's own worker steps aside: the backlogs are for the test's workers alone.
+    const service = app.broker.getLocalService('purchase-worker') as unknown as { worker: PurchaseWorker };
+    await service.worker.stop();
+  });
+
+  it('fetches a trickle while told of a crowd, then the rest at full size', async () => {
+    // A crowd for the first few fetches, then none; no limit on how long the orders wait.
+    const asked = await drainDuringCrowd(1700, 0, (fetches) => fetches < CROWD_FETCHES);
 
     const inCrowd = asked.filter((a) => a.crowd);
     expect(inCrowd).toHaveLength(CROWD_FETCHES);
     expect(inCrowd.every((a) => a.max === 1)).toBe(true);
     expect(asked[CROWD_FETCHES]).toEqual({ crowd: false, max: expect.any(Number) });
     expect(asked[CROWD_FETCHES].max).toBeGreaterThanOrEqual(MESSAGES - CROWD_FETCHES);
+  });
+
+  it('catches up at full size during a crowd that lasts, once the oldest order waited the limit', async () => {
+    // The crowd never ends; at one message per pause the backlog alone would take MESSAGES pauses.
+    const asked = await drainDuringCrowd(1800, 2000, () => true);
+
+    expect(asked.every((a) => a.crowd)).toBe(true);
+    expect(asked[0].max).toBe(1);
+    const caughtUp = asked.findIndex((a) => a.max > 1);
+    expect(caughtUp).toBeGreaterThan(0);
+    expect(asked.slice(0, caughtUp).every((a) => a.max === 1)).toBe(true);
+    expect(asked.filter((a) => a.max === 1).length).toBeLessThan(MESSAGES);
   });
 
   it("hears the gateways' crowd reports: those of its own machine only", async () => {

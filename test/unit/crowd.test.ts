@@ -1,4 +1,11 @@
-import { CrowdNearby, CrowdWatch, inCrowd, type CrowdReport } from '../../lib/purchase/crowd';
+import {
+  CrowdNearby,
+  CrowdWatch,
+  inCrowd,
+  lasts,
+  runwayMs,
+  type CrowdReport,
+} from '../../lib/purchase/crowd';
 
 /**
  * When the workers of a machine give its gateway the cores (lib/purchase/crowd.ts): admissions
@@ -13,6 +20,17 @@ describe('crowd detection', () => {
     expect(inCrowd(0.95, 0)).toBe(false);
     // A few purchases at an idle gateway.
     expect(inCrowd(0.2, 30)).toBe(false);
+  });
+
+  it("is not yielded to when the day's stock runs out within seconds at the crowd's rate", () => {
+    // 5000 tickets left at 2000 admissions a second (400 in 200 ms): 2.5 s, a flash sale ending.
+    expect(runwayMs(5000, 400, 200)).toBe(2500);
+    expect(lasts(runwayMs(5000, 400, 200))).toBe(false);
+    // 100k tickets at the same rate: 50 s of crowd, yielded to.
+    expect(lasts(runwayMs(100_000, 400, 200))).toBe(true);
+    expect(lasts(runwayMs(6000, 400, 200))).toBe(true);
+    // Nothing admitted: nothing says the crowd ends soon.
+    expect(runwayMs(10, 0, 200)).toBe(Infinity);
   });
 
   it('workers count gateways of their own host, until the report ends or runs out', () => {
@@ -42,10 +60,11 @@ describe('crowd detection', () => {
     const reports: boolean[] = [];
     const watch = new CrowdWatch((crowd) => reports.push(crowd));
     watch.start();
+    let stockLeft = 10_000_000;
     const admitWhileBusy = async (ms: number) => {
       const until = Date.now() + ms;
       while (Date.now() < until) {
-        watch.admission();
+        watch.admission(--stockLeft);
         await new Promise((resolve) => setImmediate(resolve));
       }
     };
@@ -65,5 +84,22 @@ describe('crowd detection', () => {
       watch.stop();
     }
     expect(reports.filter((crowd) => !crowd)).toHaveLength(1);
+  });
+
+  it('a gateway does not report a crowd that is about to sell its day out', async () => {
+    const reports: boolean[] = [];
+    const watch = new CrowdWatch((crowd) => reports.push(crowd));
+    watch.start();
+    try {
+      // Busy admitting for twice the grace, each admission leaving just a few tickets.
+      const until = Date.now() + 2000;
+      while (Date.now() < until) {
+        watch.admission(5);
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    } finally {
+      watch.stop();
+    }
+    expect(reports).toEqual([]);
   });
 });
