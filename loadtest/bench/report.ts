@@ -1,3 +1,4 @@
+import { coreLine } from './cores';
 import type { PhaseStats } from './monitor';
 import type { Check, Figure } from './results';
 
@@ -15,6 +16,8 @@ export interface BenchReport {
     command: string;
     /** Service variables taken from the caller's environment (tuning experiments). */
     serviceEnv: Record<string, string>;
+    /** Each core's time for the same pinned work (ms), before and after the run; null where not measured. */
+    coreMs?: { before: number[] | null; after: number[] | null };
   };
   options: Record<string, unknown>;
   figures: Figure[];
@@ -70,6 +73,10 @@ export function renderReport(report: BenchReport): string {
   );
   if (Object.keys(meta.serviceEnv).length)
     out.push(`Service environment from the caller: ${JSON.stringify(meta.serviceEnv)}`);
+  for (const [when, times] of Object.entries(meta.coreMs ?? {})) {
+    const line = coreLine(times, `${when} the run`);
+    if (line) out.push(line);
+  }
   out.push('');
   out.push(
     table(

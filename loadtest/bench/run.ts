@@ -1,4 +1,5 @@
 import { cpus } from 'node:os';
+import { coreLine, coreTimes } from './cores';
 import type { BenchOptions, Scenario } from './options';
 import { Progress } from './progress';
 import { contendedPhases, type BenchReport } from './report';
@@ -42,6 +43,10 @@ export async function runBench(opts: BenchOptions, command = 'npm run bench'): P
   const results = new Results(opts.smoke);
   const bench = new Bench(opts, progress);
   const startedAt = new Date();
+  // Before anything else runs: the cores' speeds on an idle machine.
+  const coresBefore = opts.smoke ? null : coreTimes();
+  const cores = coreLine(coresBefore, 'before the run');
+  if (cores) progress.line(cores);
   const wants = (s: Scenario) => opts.only.includes(s);
   let error: string | undefined;
 
@@ -130,6 +135,7 @@ export async function runBench(opts: BenchOptions, command = 'npm run bench'): P
   };
   results.figures.sort((a, b) => rank(a.id) - rank(b.id));
 
+  const coresAfter = opts.smoke ? null : coreTimes();
   const finishedAt = new Date();
   const cpu = cpus();
   return {
@@ -149,6 +155,7 @@ export async function runBench(opts: BenchOptions, command = 'npm run bench'): P
       },
       command,
       serviceEnv: bench.passedThrough,
+      coreMs: { before: coresBefore, after: coresAfter },
     },
     options: { ...opts },
     figures: results.figures,

@@ -1,10 +1,12 @@
 import { readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { parseOptions, SCENARIOS, serviceNodeOptions, USAGE, UsageError } from '../../loadtest/bench/options';
 import { Latencies } from '../../loadtest/bench/load';
 import { PairAllocator } from '../../loadtest/bench/scenarios';
 import { benchEnv, layoutServices } from '../../loadtest/bench/setup';
 import { Results } from '../../loadtest/bench/results';
 import { renderReport, type BenchReport } from '../../loadtest/bench/report';
+import { coreLine, coreTimes } from '../../loadtest/bench/cores';
 import { CONFIG_DEFAULTS, loadConfig } from '../../config';
 
 const parse = (...args: string[]) => {
@@ -278,6 +280,7 @@ describe('bench helpers', () => {
         layout: { gateways: 1, workers: 1, processes: ['gateway-1', 'worker-1'] },
         command: 'npm run bench',
         serviceEnv: {},
+        coreMs: { before: [300, 210], after: null },
       },
       options: {},
       figures: r.figures,
@@ -296,5 +299,21 @@ describe('bench helpers', () => {
     expect(text).toContain('PASS');
     expect(text).toMatch(/submit\s+\|\s+10\.0\s+\|\s+0\.90/);
     expect(text).toContain('Invariants: all hold');
+    expect(text).toContain(
+      'Core speed check before the run (the same work pinned to each core): cpu0 300 ms',
+    );
+    expect(text).not.toContain('Core speed check after');
+  });
+
+  it('times the same work on each core, and says when the cores are uneven', () => {
+    const times = coreTimes(1);
+    expect(times).toHaveLength(cpus().length);
+    expect(times!.every((ms) => Number.isInteger(ms) && ms > 0)).toBe(true);
+
+    expect(coreLine([300, 210], 'before')).toMatch(/cpu0 300 ms, cpu1 210 ms - the cores differ by 1\.43 x/);
+    expect(coreLine([300, 290], 'after')).toBe(
+      'Core speed check after (the same work pinned to each core): cpu0 300 ms, cpu1 290 ms.',
+    );
+    expect(coreLine(null, 'before')).toBeNull();
   });
 });
