@@ -57,6 +57,11 @@ describe('NATS cluster: the purchase stream leader killed at a steady submit rat
         QUEUE_STORAGE: 'file',
         SEED_USERS: String(USERS + 10),
         RATE_LIMIT_USER_MAX: '0',
+        // The window must outlast the election, which took 6–14 s on loaded 2-core VMs (a follower
+        // first waits out the lost leader, and a split vote costs another round); past it a submit
+        // is answered 5030 by design. The other gateway's outbox waits for the window to end.
+        QUEUE_PUBLISH_RETRY_MS: '25000',
+        OUTBOX_GRACE_MS: '30000',
       },
       'nc',
     );
