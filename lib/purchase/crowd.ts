@@ -89,12 +89,13 @@ export class CrowdWatch {
 
   private check(): void {
     const loop = performance.eventLoopUtilization();
-    // Admissions of this check only: when they stop (sold out, the crowd gone) the crowd ends at once.
+    // The admission rate over the window gives the stock's runway.
     this.counts.push(this.admitted);
     if (this.counts.length > UTILIZATION_CHECKS) this.counts.shift();
     const admitted = this.counts.reduce((sum, n) => sum + n, 0);
     const runway =
       this.stockLeft < 0 ? Infinity : runwayMs(this.stockLeft, admitted, this.counts.length * CROWD_CHECK_MS);
+    // Admissions of this check only: when they stop (sold out, the crowd gone) the crowd ends at once.
     const busy =
       inCrowd(performance.eventLoopUtilization(loop, this.loops[0]).utilization, this.admitted) &&
       lasts(runway);

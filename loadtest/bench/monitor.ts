@@ -152,6 +152,12 @@ export interface PhaseStats {
   requests?: number;
 }
 
+/** One party's CPU time per request of the phase (µs); null when it used none or nothing was counted. */
+export function cpuPerRequestUs(phase: PhaseStats | undefined, party: string): number | null {
+  const cores = phase?.cores[party];
+  return cores && phase.requests ? (cores * phase.seconds * 1e6) / phase.requests : null;
+}
+
 const MB = 1024 * 1024;
 const round2 = (x: number) => Math.round(x * 100) / 100;
 

@@ -1,5 +1,5 @@
 import { coreLine } from './cores';
-import type { PhaseStats } from './monitor';
+import { cpuPerRequestUs, type PhaseStats } from './monitor';
 import type { Check, Figure } from './results';
 
 export interface BenchReport {
@@ -121,11 +121,7 @@ export function renderReport(report: BenchReport): string {
       out.push(
         table(
           ['Phase', 'requests', ...own],
-          costly.map((p) => [
-            p.phase,
-            fmt(p.requests),
-            ...own.map((k) => (p.cores[k] ? fmt((p.cores[k] * p.seconds * 1e6) / (p.requests ?? 1)) : '-')),
-          ]),
+          costly.map((p) => [p.phase, fmt(p.requests), ...own.map((k) => fmt(cpuPerRequestUs(p, k)))]),
           new Set(Array.from({ length: own.length + 1 }, (_, i) => i + 1)),
         ),
       );

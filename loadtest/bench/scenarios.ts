@@ -6,7 +6,7 @@ import { saleDates } from '../../lib/sale/calendar';
 import { keys } from '../../lib/store/keys';
 import { eachLimit, type Answer } from './client';
 import { Latencies, runLoad, type LoadResult, type LoadSpec } from './load';
-import type { PhaseStats } from './monitor';
+import { cpuPerRequestUs, type PhaseStats } from './monitor';
 import { BEST_LAYOUT } from './options';
 import { errorsColumn, latencyColumns, round, type Results } from './results';
 import type { Bench } from './setup';
@@ -350,7 +350,9 @@ async function measureSubmit(bench: Bench, results: Results, scenario: 'submit' 
   const warm = await warmup(bench, phase, spec);
   await waitIdle(bench);
   const baseline = await echoBefore(bench, results, 'POST', phase);
-  const echoUs = echoCpuPerRequest(bench.monitor.phases.at(-1));
+  // The machine's yardstick: the same requests cost two to three times as much on some 2-core VMs of
+  // this kind as on others.
+  const echoUs = cpuPerRequestUs(bench.monitor.phases.at(-1), 'echo');
   const load = await measured(bench, phase, spec);
   const submitting = bench.monitor.phases.at(-1);
 
@@ -388,15 +390,6 @@ async function measureSubmit(bench: Bench, results: Results, scenario: 'submit' 
   results.details[scenario] = { load, sent, answered, orders, backlogDrainSeconds: round(drainSeconds, 2) };
   const cost = cpuPerPurchase(bench, [submitting, backlog], load.completed);
   return { load, baseline, cost, echoUs };
-}
-
-/**
- * The echo gateway's CPU time per request in a phase (µs), the machine's yardstick: the same
- * requests cost two to three times as much on some 2-core VMs of this kind as on others.
- */
-function echoCpuPerRequest(phase: PhaseStats | undefined): number | null {
-  const cores = phase?.cores.echo;
-  return cores && phase.requests ? Math.round((cores * phase.seconds * 1e6) / phase.requests) : null;
 }
 
 const SERVERS = ['redis', 'nats', 'postgres'];
@@ -481,7 +474,7 @@ export async function submitScenario(bench: Bench, results: Results): Promise<vo
           .join(', ') +
         ' µs' +
         (echoUs
-          ? `; ${round(cost.total / echoUs, 2)} x an echo request's CPU (${echoUs} µs in this run)`
+          ? `; ${round(cost.total / echoUs, 2)} x an echo request's CPU (${Math.round(echoUs)} µs in this run)`
           : '')
       : 'no /proc: not measured',
   });
