@@ -249,7 +249,7 @@ export class Bench {
     this.gateways.push(supervisor);
     if (supervisor.pid) this.monitor.watch({ label: 'npm-start', pid: supervisor.pid, service: false });
     await this.waitReady(supervisor);
-    const children = childrenOf(supervisor.pid!);
+    const children = await this.supervised(supervisor, 1 + (this.config.supervisor?.workers ?? 0));
     let worker = 0;
     for (const pid of children) {
       const role = serviceList(pid).includes('api') ? 'gateway' : `worker-${++worker}`;
@@ -257,6 +257,20 @@ export class Bench {
     }
     await this.waitWorkers(worker);
     return supervisor;
+  }
+
+  /**
+   * The supervisor's children once all `expected` are there: it starts the workers only when its
+   * gateway is ready, so right after the gateway answers they may not exist yet.
+   */
+  private async supervised(supervisor: Child, expected: number): Promise<number[]> {
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const children = childrenOf(supervisor.pid!);
+      if (children.length >= expected || Date.now() > deadline) return children;
+      if (!supervisor.running) throw new Error(supervisor.describeExit());
+      await new Promise((r) => setTimeout(r, 100));
+    }
   }
 
   /** A gateway is ready when its tickets and purchase services answer. */
