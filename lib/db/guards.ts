@@ -48,6 +48,13 @@ export const dbGuards: GuardMutant[] = [
     tests,
   },
   {
+    name: 'place_orders never scans the orders table, whatever its statistics',
+    file,
+    find: "SET enable_seqscan = off;')",
+    replace: "SET enable_seqscan = on;')",
+    tests: ['test/integration/order-lookups.test.ts'],
+  },
+  {
     name: 'orders.message_id UNIQUE',
     file,
     find: 'message_id    VARCHAR(64) UNIQUE,',
