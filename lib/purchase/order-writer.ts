@@ -178,12 +178,13 @@ export class OrderWriter {
 
   /** Brings each admission reservation to its end now that the database has decided. */
   private async settleReservations(group: Pending[], outcomes: OrderOutcome[]): Promise<void> {
-    const items: Settlement[] = group.map((p, i) => {
+    // Built field by field: a spread of the pending request (with its callbacks) cost a worker ~3 % of its drain.
+    const items: Settlement[] = group.map(({ userId, messageId }, i) => {
       const outcome = outcomes[i];
-      if (outcome.kind === 'success') return { ...p, giveBack: false, claim: 'keep' };
+      if (outcome.kind === 'success') return { userId, messageId, giveBack: false, claim: 'keep' };
       // Sold out in the database: the Redis reservation was a phantom, so nothing goes back.
       const giveBack = outcome.errorCode !== ERRORS.SOLD_OUT.code;
-      return { ...p, giveBack, claim: 'drop' };
+      return { userId, messageId, giveBack, claim: 'drop' };
     });
     try {
       // One call for the whole group (one sale day).

@@ -125,9 +125,10 @@ export interface Settlement extends Pick<PurchaseKey, 'userId' | 'messageId'> {
 /** Ends several reservations of one sale day in one Redis call; true for each that was pending. */
 export async function settleMany(redis: Redis, date: string, items: Settlement[]): Promise<boolean[]> {
   if (items.length === 0) return [];
-  const args: (string | number)[] = [];
+  // One array (ioredis flattens it): a batch's values are not spread into the call.
+  const args: (string | number)[] = [keys.stock(date), keys.claims(date), keys.pending(date)];
   for (const i of items) args.push(i.userId, i.messageId, i.giveBack ? 1 : 0, i.claim, i.claimValue ?? '');
-  const done = await redis.settle(keys.stock(date), keys.claims(date), keys.pending(date), ...args);
+  const done = await redis.settle(args);
   return done.map((d) => d === 1);
 }
 

@@ -246,7 +246,6 @@ export class PurchaseWorker {
     try {
       const done = toPromise(actor);
       actor.start();
-      actor.send({ type: 'START' });
       await done;
       await Promise.all(delivery.writes);
     } finally {

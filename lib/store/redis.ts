@@ -9,6 +9,7 @@ declare module 'ioredis' {
     admitMany(args: (string | number)[]): Result<string[], Context>;
     published(args: (string | number)[]): Result<number, Context>;
     settle(...args: (string | number)[]): Result<number[], Context>;
+    settle(args: (string | number)[]): Result<number[], Context>;
     restock(...args: (string | number)[]): Result<number, Context>;
     adopt(...args: (string | number)[]): Result<number, Context>;
     record(...args: (string | number)[]): Result<number[], Context>;

@@ -88,7 +88,6 @@ function harness(
 /** Starts the machine and lets the first placeOrder call settle. */
 async function run(h: Harness): Promise<void> {
   h.actor.start();
-  h.actor.send({ type: 'START' });
   await flush();
 }
 
@@ -105,13 +104,16 @@ describe('purchase machine: exported helpers', () => {
 });
 
 describe('purchase machine', () => {
-  it('waits in pending until START, without reporting or calling placeOrder', async () => {
+  it('does nothing until started, then reports PROCESSING and places the order once', async () => {
     const h = harness([OK]);
-    h.actor.start();
     await flush();
-    expect(h.actor.getSnapshot().value).toBe('pending');
     expect(h.calls).toEqual([]);
     expect(h.inputs).toEqual([]);
+    h.actor.start();
+    expect(h.calls[0]).toEqual({ action: 'report', params: { status: 'PROCESSING', attempts: 1 } });
+    expect(h.inputs).toEqual([
+      { messageId: BASE_INPUT.messageId, userId: BASE_INPUT.userId, date: BASE_INPUT.date, attempt: 1 },
+    ]);
   });
 
   it('first-try success: PROCESSING, SUCCESS, ack; output acked', async () => {
@@ -425,7 +427,6 @@ describe('purchase machine', () => {
     const actor = createActor(machine, { input: BASE_INPUT, clock: new SimulatedClock() });
     const done = toPromise(actor);
     actor.start();
-    actor.send({ type: 'START' });
     await flush();
     await expect(done).resolves.toEqual({ status: 'FAILED', disposition: 'deadLettered' });
   });
@@ -442,7 +443,6 @@ describe('purchase machine', () => {
     });
     const actor = createActor(machine, { input: BASE_INPUT, clock: new SimulatedClock() });
     actor.start();
-    actor.send({ type: 'START' });
     actor.stop();
     placed(OK);
     await flush();
@@ -467,7 +467,6 @@ describe('purchase machine', () => {
     const actor = createActor(machine, { input: BASE_INPUT, clock: h.clock });
     const done = toPromise(actor);
     actor.start();
-    actor.send({ type: 'START' });
     await flush();
     h.clock.increment(6);
     await flush();
@@ -494,7 +493,6 @@ describe('purchase machine: defaults make a missing provide obvious', () => {
     });
     const done = toPromise(actor);
     actor.start();
-    actor.send({ type: 'START' });
     await flush();
     await expect(done).resolves.toEqual({ status: 'FAILED', disposition: 'deadLettered' });
     const dead = calls.find((c) => c.action === 'deadLetter');
@@ -513,7 +511,6 @@ describe('purchase machine: defaults make a missing provide obvious', () => {
       (e: unknown) => e,
     );
     actor.start();
-    actor.send({ type: 'START' });
     await flush();
     return { error: await failure, status: actor.getSnapshot().status };
   }
