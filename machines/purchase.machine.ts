@@ -237,9 +237,18 @@ export const purchaseMachine = setup({
           {
             guard: ({ event }) => event.output.kind === 'success',
             target: 'success',
-            actions: assign({ outcome: ({ event }) => event.output }),
+            actions: assign({
+              outcome: ({ event }) => event.output,
+              result: { status: 'SUCCESS', disposition: 'acked' },
+            }),
           },
-          { target: 'failed', actions: assign({ outcome: ({ event }) => event.output }) },
+          {
+            target: 'failed',
+            actions: assign({
+              outcome: ({ event }) => event.output,
+              result: { status: 'FAILED', disposition: 'acked' },
+            }),
+          },
         ],
         'ORDER.FAILED': [
           {
@@ -316,19 +325,11 @@ export const purchaseMachine = setup({
     },
     success: {
       type: 'final',
-      entry: [
-        { type: 'report', params: ({ context }) => outcomeReport(context) },
-        'ack',
-        assign({ result: { status: 'SUCCESS', disposition: 'acked' } }),
-      ],
+      entry: [{ type: 'report', params: ({ context }) => outcomeReport(context) }, 'ack'],
     },
     failed: {
       type: 'final',
-      entry: [
-        { type: 'report', params: ({ context }) => outcomeReport(context) },
-        'ack',
-        assign({ result: { status: 'FAILED', disposition: 'acked' } }),
-      ],
+      entry: [{ type: 'report', params: ({ context }) => outcomeReport(context) }, 'ack'],
     },
   },
 });
