@@ -658,12 +658,17 @@ export async function drainScenario(bench: Bench, results: Results): Promise<voi
   if (stats) stats.requests = drained;
   const seconds = Math.max(0.001, (doneAt - releasedAt) / 1000);
   const rate = Math.round(drained / seconds);
-  const { rows } = await bench.db!.query<{ first: Date; last: Date; n: number }>(
-    `SELECT min(created_at) AS first, max(created_at) AS last, count(*)::int AS n FROM orders
+  // The orders of one place_orders call share its transaction's start (created_at's now()), so the
+  // distinct values count the batches the workers committed.
+  const { rows } = await bench.db!.query<{ first: Date; last: Date; n: number; batches: number }>(
+    `SELECT min(created_at) AS first, max(created_at) AS last, count(*)::int AS n,
+       count(DISTINCT created_at)::int AS batches FROM orders
      WHERE date = ANY($1::date[]) AND created_at >= $2`,
     [dates, new Date(releasedAt)],
   );
   const span = rows[0]?.first ? (rows[0].last.getTime() - rows[0].first.getTime()) / 1000 : null;
+  const batches = rows[0]?.batches ?? 0;
+  const perBatch = batches > 0 ? round(rows[0].n / batches, 1) : null;
   const made = (await ordersOn(bench, dates)) - before;
   results.figure({
     id: 'drain',
@@ -679,7 +684,8 @@ export async function drainScenario(bench: Bench, results: Results): Promise<voi
     errors: errorsColumn(burst),
     note:
       `${drained} orders in ${round(seconds, 2)} s after release (${atRelease} committed while held); ` +
-      `first-to-last transaction start ${span === null ? '-' : `${round(span, 2)} s`}` +
+      `first-to-last transaction start ${span === null ? '-' : `${round(span, 2)} s`}; ` +
+      `${batches} batches, ${perBatch ?? '-'} orders each` +
       (held ? '' : '; consumer NOT held: bounded by the submit rate'),
   });
   bench.progress.line(
@@ -705,6 +711,8 @@ export async function drainScenario(bench: Bench, results: Results): Promise<voi
     seconds: round(seconds, 3),
     rate,
     createdAtSpanSeconds: span,
+    batches,
+    ordersPerBatch: perBatch,
   };
   await waitIdle(bench);
 }
