@@ -26,82 +26,76 @@ const scansOf = (node: PlanNode): PlanNode[] => [
 
 const ORDERS = 60_000;
 
-describe('the lookups of place_orders on a large, never analyzed orders table', () => {
-  let app: TestApp;
-  let client: pg.Client;
+/** An app whose first day has stock for ORDERS orders and more, `prepare`d, and a client of its own. */
+function lookupsApp(prepare: (app: TestApp) => Promise<void>): { app: TestApp; client: pg.Client } {
+  const ctx = {} as { app: TestApp; client: pg.Client };
   beforeAll(async () => {
-    app = await startApp({ SEED_USERS: String(ORDERS + 100) });
-    const date = app.dates[0];
-    // A day full of valid orders, written behind the statistics' back (no ANALYZE afterwards).
-    await app.rt.db.query(
+    ctx.app = await startApp({ SEED_USERS: String(ORDERS + 100) });
+    await ctx.app.rt.db.query(
       `UPDATE ticket_days SET total = total + $2, remaining = remaining + $2 WHERE date = $1`,
-      { bind: [date, ORDERS + 10] },
+      { bind: [ctx.app.dates[0], ORDERS + 10] },
     );
-    await app.rt.db.query(
-      `INSERT INTO orders (message_id, user_id, date, ticket_code)
-       SELECT 'bulk-' || u, u, $1::date, make_ticket_code($1::date) FROM generate_series(1, $2::int) AS u`,
-      { bind: [date, ORDERS] },
-    );
-    client = new pg.Client({ connectionString: app.config.databaseUrl });
-    await client.connect();
+    await prepare(ctx.app);
+    ctx.client = new pg.Client({ connectionString: ctx.app.config.databaseUrl });
+    await ctx.client.connect();
   }, 120_000);
   afterAll(async () => {
-    await client?.end();
-    await app?.stop();
+    await ctx.client?.end();
+    await ctx.app?.stop();
   });
+  return ctx;
+}
+
+/** A day full of valid orders, written behind the statistics' back (no ANALYZE afterwards). */
+async function addBulkOrders(app: TestApp): Promise<void> {
+  await app.rt.db.query(
+    `INSERT INTO orders (message_id, user_id, date, ticket_code)
+     SELECT 'bulk-' || u, u, $1::date, make_ticket_code($1::date) FROM generate_series(1, $2::int) AS u`,
+    { bind: [app.dates[0], ORDERS] },
+  );
+}
+
+/** One place_orders call on the app's first day; the outcomes in request order. */
+async function placeOrders(
+  ctx: { app: TestApp; client: pg.Client },
+  messageIds: string[],
+  userIds: number[],
+) {
+  const { rows } = await ctx.client.query<{ outcome: string }>(
+    'SELECT outcome FROM place_orders($1, $2, $3, 5000)',
+    [ctx.app.dates[0], messageIds, userIds],
+  );
+  return rows.map((r) => r.outcome);
+}
+
+describe('the lookups of place_orders on a large, never analyzed orders table', () => {
+  const ctx = lookupsApp(addBulkOrders);
 
   it('finds each request by message id and by user, never by reading the day', async () => {
-    const plans = await explained(client);
-    const { rows } = await client.query<{ outcome: string }>(
-      'SELECT outcome FROM place_orders($1, $2, $3, 5000)',
-      [app.dates[0], ['m-new', 'm-again'], [ORDERS + 1, 7]],
-    );
-    expect(rows.map((r) => r.outcome)).toEqual(['inserted', 'already_purchased']);
+    const plans = await explained(ctx.client);
+    expect(await placeOrders(ctx, ['m-new', 'm-again'], [ORDERS + 1, 7])).toEqual([
+      'inserted',
+      'already_purchased',
+    ]);
     expectIndexLookups(plans);
   }, 60_000);
 });
 
 describe('the lookups of place_orders planned while the orders table was analyzed small', () => {
-  let app: TestApp;
-  let client: pg.Client;
-  beforeAll(async () => {
-    app = await startApp({ SEED_USERS: String(ORDERS + 100) });
-    await app.rt.db.query(
-      `UPDATE ticket_days SET total = total + $2, remaining = remaining + $2 WHERE date = $1`,
-      {
-        bind: [app.dates[0], ORDERS + 10],
-      },
-    );
-    // What autovacuum does after a sale's first orders (or what a reset leaves): statistics that
-    // say the table is tiny, so a sequential scan looks cheapest.
-    await app.rt.db.query('ANALYZE orders');
-    client = new pg.Client({ connectionString: app.config.databaseUrl });
-    await client.connect();
-  }, 120_000);
-  afterAll(async () => {
-    await client?.end();
-    await app?.stop();
-  });
+  // What autovacuum does after a sale's first orders (or what a reset leaves): statistics that
+  // say the table is tiny, so a sequential scan looks cheapest.
+  const ctx = lookupsApp(async (app) => void (await app.rt.db.query('ANALYZE orders')));
 
   it('keeps looking requests up by index once the table has grown', async () => {
-    const date = app.dates[0];
     // The connection's first call caches the plan, on those statistics.
-    const first = await client.query<{ outcome: string }>(
-      'SELECT outcome FROM place_orders($1, $2, $3, 5000)',
-      [date, ['m-first'], [ORDERS + 1]],
-    );
-    expect(first.rows.map((r) => r.outcome)).toEqual(['inserted']);
-    await app.rt.db.query(
-      `INSERT INTO orders (message_id, user_id, date, ticket_code)
-       SELECT 'bulk-' || u, u, $1::date, make_ticket_code($1::date) FROM generate_series(1, $2::int) AS u`,
-      { bind: [date, ORDERS] },
-    );
-    const plans = await explained(client);
-    const { rows } = await client.query<{ outcome: string }>(
-      'SELECT outcome FROM place_orders($1, $2, $3, 5000)',
-      [date, ['m-first', 'm-new', 'm-again'], [ORDERS + 1, ORDERS + 2, 7]],
-    );
-    expect(rows.map((r) => r.outcome)).toEqual(['exists', 'inserted', 'already_purchased']);
+    expect(await placeOrders(ctx, ['m-first'], [ORDERS + 1])).toEqual(['inserted']);
+    await addBulkOrders(ctx.app);
+    const plans = await explained(ctx.client);
+    expect(await placeOrders(ctx, ['m-first', 'm-new', 'm-again'], [ORDERS + 1, ORDERS + 2, 7])).toEqual([
+      'exists',
+      'inserted',
+      'already_purchased',
+    ]);
     expectIndexLookups(plans);
   }, 60_000);
 });
