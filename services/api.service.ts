@@ -1,5 +1,5 @@
 import type { Server, ServerResponse } from 'node:http';
-import type { Service, ServiceSchema } from 'moleculer';
+import type { Logger, Service, ServiceSchema } from 'moleculer';
 import ApiGateway, { type ApiSettingsSchema } from 'moleculer-web';
 import type { Config } from '../config';
 import { appError } from '../lib/errors';
@@ -9,10 +9,11 @@ import { serveChartJs } from '../lib/http/assets';
 import { sendEnvelope } from '../lib/http/envelope';
 import { envelope, errorEnvelope } from '../lib/http/error-envelope';
 import { checkHealth, sendHealth } from '../lib/http/health';
+import { takeHotRoutes, wentThroughDoor } from '../lib/http/hot-routes';
 import { answerLocally, type LocalAnswerInputs } from '../lib/http/local-answers';
-import type { Check, Next, Req } from '../lib/http/request';
+import { V2_RESULT, V2_SUBMIT, type Check, type Next, type Req } from '../lib/http/request';
 import { hookServer } from '../lib/http/server-hooks';
-import { gatewayBase, jsonBody } from '../lib/http/settings';
+import { bodyLimitBytes, gatewayBase, jsonBody } from '../lib/http/settings';
 import { prometheusText } from '../lib/metrics-reporter';
 import { streamMonitor } from '../lib/monitor/stream';
 import { publicDir } from '../lib/paths';
@@ -20,6 +21,13 @@ import { streamResult } from '../lib/purchase/stream';
 import { runtimeOf } from '../lib/runtime';
 import { purchaseParams, resultParams } from '../lib/validation';
 import { localGateway, localMonitor } from './local';
+
+/** Any failure of a request, in the SPEC envelope; an unexpected one (5000) is logged. */
+function answerError(logger: Logger, req: Req, res: ServerResponse, err: unknown): void {
+  const { status, body } = errorEnvelope(err);
+  if (body.code === 5000) logger.error('Request failed', req.method, req.url, err);
+  sendEnvelope(res, status, body);
+}
 
 /**
  * The REST gateway (moleculer-web): the routes of SPEC §3 and who may call them, health, metrics and
@@ -34,9 +42,12 @@ export function createApiService(config: Config): ServiceSchema<ApiSettingsSchem
 
   /** Every request (pages too): the per-client-IP limit, kept in Redis so it holds across gateways. */
   async function guardDoor(req: Req, _res: ServerResponse, next: Next): Promise<void> {
+    if (wentThroughDoor(req)) return next();
     if (!(await ipLimit.take(clientIp(req, config.abuse.trustProxy)))) return next(appError('RATE_LIMITED'));
     next();
   }
+
+  const answerLocal = answerLocally(() => local());
 
   return {
     name: 'api',
@@ -91,7 +102,7 @@ export function createApiService(config: Config): ServiceSchema<ApiSettingsSchem
             'GET monitor/snapshot': 'monitor.snapshot',
             'GET monitor/alerts': 'monitor.alerts',
           },
-          use: [access.signIn, answerLocally(() => local())],
+          use: [access.signIn, answerLocal],
           onBeforeCall: access.beforeCall,
           onAfterCall: envelope,
         },
@@ -123,9 +134,7 @@ export function createApiService(config: Config): ServiceSchema<ApiSettingsSchem
       use: [guardDoor],
       assets: { folder: publicDir(), options: { index: 'index.html' } },
       onError(this: Service, req: Req, res: ServerResponse, err: Error) {
-        const { status, body } = errorEnvelope(err);
-        if (body.code === 5000) this.logger.error('Request failed', req.method, req.url, err);
-        sendEnvelope(res, status, body);
+        answerError(this.logger, req, res, err);
       },
     },
     created(this: Service) {
@@ -140,7 +149,16 @@ export function createApiService(config: Config): ServiceSchema<ApiSettingsSchem
         const gateway = localGateway(this.broker);
         return gateway && { gateway, validPurchase, validResult };
       };
-      hookServer((this as unknown as { server: Server }).server);
+      const { server } = this as unknown as { server: Server };
+      // The submit and the poll of a crowd, with the door and answers of the /api route (above).
+      takeHotRoutes(server, {
+        posts: new Set([V2_SUBMIT]),
+        gets: new Set([V2_RESULT]),
+        chain: [guardDoor, access.signIn, answerLocal],
+        bodyLimit: bodyLimitBytes(config),
+        fail: (req, res, err) => answerError(this.logger, req, res, err),
+      });
+      hookServer(server);
     },
     methods: {
       // moleculer-web logs every 5xx answer with its stack before onError runs: an expected 5030 of

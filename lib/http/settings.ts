@@ -21,8 +21,16 @@ export function refuseProtoKey(key: string, value: unknown): unknown {
   return value;
 }
 
+const UNITS: Record<string, number> = { b: 1, kb: 1024, mb: 1024 * 1024 };
+
+/** HTTP_BODY_LIMIT in bytes (its pattern is checked by the configuration). */
+export function bodyLimitBytes(config: Config): number {
+  const [, n, unit] = /^(\d+)(b|kb|mb)$/.exec(config.http.bodyLimit) ?? ['', '0', 'b'];
+  return Number(n) * UNITS[unit];
+}
+
 /** The body parsers of every JSON route: strict JSON objects up to the configured size, nothing else. */
 export const jsonBody = (config: Config) => ({
-  json: { strict: true, limit: config.http.bodyLimit, reviver: refuseProtoKey },
+  json: { strict: true, limit: bodyLimitBytes(config), reviver: refuseProtoKey },
   urlencoded: false,
 });

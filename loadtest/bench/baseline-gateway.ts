@@ -4,13 +4,14 @@
  * answers a constant from it; the submit floor does the least work an accepted submit needs.
  * Run like the service, with the bench's environment.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { ServiceBroker, type ServiceSchema } from 'moleculer';
 import ApiGateway from 'moleculer-web';
 import { loadConfig, type Config } from '../../config';
 import { brokerOptions } from '../../moleculer.config';
 import { envelope } from '../../lib/http/error-envelope';
-import { gatewayBase } from '../../lib/http/settings';
+import { takeHotRoutes } from '../../lib/http/hot-routes';
+import { bodyLimitBytes, gatewayBase } from '../../lib/http/settings';
 import { sendEnvelope } from '../../lib/http/envelope';
 import { ERRORS } from '../../lib/errors';
 import type { Middleware } from '../../lib/http/request';
@@ -20,7 +21,10 @@ export interface Baseline {
   /** The action behind `POST /api/<name>` and `GET /api/<name>`. */
   action: string;
   services(config: Config): ServiceSchema[];
-  /** A route middleware answering before the action, as the service answers its hot routes. */
+  /**
+   * A route middleware answering before the action, taken before moleculer-web for `POST /api/<name>`
+   * as the service takes its hot routes (lib/http/hot-routes.ts).
+   */
   answer?(broker: ServiceBroker): Middleware;
 }
 
@@ -31,7 +35,16 @@ export async function serveBaseline(baseline: Baseline): Promise<void> {
     transporter: undefined,
   });
   for (const schema of baseline.services(config)) broker.createService(schema);
-  broker.createService({
+  const answer = baseline.answer?.(broker);
+  const fail = (_req: IncomingMessage, res: ServerResponse, err: Error & { code?: number }) => {
+    const status = typeof err.code === 'number' && err.code >= 400 && err.code < 600 ? err.code : 500;
+    sendEnvelope(res, status, {
+      code: status === 404 ? 404 : ERRORS.INTERNAL.code,
+      message: err.message,
+      data: null,
+    });
+  };
+  const api = broker.createService({
     name: 'api',
     mixins: [ApiGateway],
     settings: {
@@ -46,7 +59,7 @@ export async function serveBaseline(baseline: Baseline): Promise<void> {
             [`GET ${baseline.name}`]: baseline.action,
             [`POST ${baseline.name}`]: baseline.action,
           },
-          ...(baseline.answer ? { use: [baseline.answer(broker)] } : {}),
+          ...(answer ? { use: [answer] } : {}),
           onAfterCall: envelope,
         },
         {
@@ -58,17 +71,19 @@ export async function serveBaseline(baseline: Baseline): Promise<void> {
           onAfterCall: envelope,
         },
       ],
-      onError(_req: IncomingMessage, res: ServerResponse, err: Error & { code?: number }) {
-        const status = typeof err.code === 'number' && err.code >= 400 && err.code < 600 ? err.code : 500;
-        sendEnvelope(res, status, {
-          code: status === 404 ? 404 : ERRORS.INTERNAL.code,
-          message: err.message,
-          data: null,
-        });
-      },
+      onError: fail,
     },
     actions: { health: () => ({ up: true }) },
   });
+  if (answer) {
+    takeHotRoutes((api as unknown as { server: Server }).server, {
+      posts: new Set([`/api/${baseline.name}`]),
+      gets: new Set(),
+      chain: [answer],
+      bodyLimit: bodyLimitBytes(config),
+      fail: (req, res, err) => fail(req, res, err as Error & { code?: number }),
+    });
+  }
   const stop = () => {
     broker
       .stop()
