@@ -1,7 +1,8 @@
 import type { GuardMutant } from './guard-mutant';
 import { dbGuards } from './db/guards';
+import { httpGuards } from './http/guards';
 import { storeGuards } from './store/guards';
 import { v1Guards } from './purchase/guards';
 
 /** Every guard mutant (the type and the runner: guard-mutant.ts). */
-export const guardMutants: readonly GuardMutant[] = [...dbGuards, ...storeGuards, ...v1Guards];
+export const guardMutants: readonly GuardMutant[] = [...dbGuards, ...storeGuards, ...v1Guards, ...httpGuards];

@@ -1,8 +1,8 @@
-import { bufferTime, filter, Subject, type Subscription } from 'rxjs';
 import { QueryTypes, type Sequelize } from 'sequelize';
 import type Redis from 'ioredis';
 import type { OrderOutcome, PurchaseKey } from '../../machines/purchase.machine';
 import { ERRORS, isTransientError } from '../errors';
+import { TurnBuffer } from '../turn-buffer';
 import { adoptOrder, settleMany, type Settlement } from './reservations';
 
 /** One row of `place_orders` (migration 002), in the order of the requests. */
@@ -88,7 +88,7 @@ function outcomeOf(row: PlacedRow): OrderOutcome {
 
 /**
  * Turns purchase messages into orders in batches: requests that arrive together are buffered
- * (RxJS, by time and count) and written in one statement per sale day, the database function
+ * (WORKER_BATCH_MS from the first one) and written in one statement per sale day, the database function
  * `place_orders` (one round trip): one row lock, one multi-row insert that is idempotent on message
  * id and (user, day), one stock decrement.
  * Each day is a lane that commits one batch at a time (its row lock serializes them anyway); what
@@ -97,32 +97,31 @@ function outcomeOf(row: PlacedRow): OrderOutcome {
  * Each request's promise settles after the commit, so its message is acked only once durable.
  */
 export class OrderWriter {
-  private readonly requests$ = new Subject<Pending>();
-  private readonly subscription: Subscription;
+  private readonly requests: TurnBuffer<Pending>;
   private readonly lanes = new Map<string, { pending: Pending[]; busy: boolean }>();
+  private closed = false;
 
   constructor(
     private readonly ports: OrderWriterPorts,
     private readonly opts: OrderWriterOptions,
   ) {
-    this.subscription = this.requests$
-      .pipe(
-        bufferTime(opts.batchMs, null, opts.batchSize),
-        filter((batch) => batch.length > 0),
-      )
-      .subscribe((batch) => {
+    this.requests = new TurnBuffer<Pending>(
+      (batch) => {
         for (const p of batch) this.lane(p.date).pending.push(p);
         for (const date of new Set(batch.map((p) => p.date))) this.flush(date);
-      });
+      },
+      opts.batchSize,
+      opts.batchMs,
+    );
   }
 
   submit(request: PurchaseKey): Promise<OrderOutcome> {
-    return new Promise((resolve, reject) => this.requests$.next({ ...request, resolve, reject }));
+    if (this.closed) return Promise.reject(new Error('The order writer is closed'));
+    return new Promise((resolve, reject) => this.requests.add({ ...request, resolve, reject }));
   }
 
   close(): void {
-    this.requests$.complete();
-    this.subscription.unsubscribe();
+    this.closed = true;
   }
 
   private lane(date: string) {

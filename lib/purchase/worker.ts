@@ -1,5 +1,5 @@
 import { createActor, toPromise } from 'xstate';
-import { bufferTime, filter, firstValueFrom, Observable, Subject, type Subscription } from 'rxjs';
+import { firstValueFrom, Observable, Subject, type Subscription } from 'rxjs';
 import type { Consumer, ConsumerMessages, JsMsg } from 'nats';
 import type Redis from 'ioredis';
 import type { Sequelize } from 'sequelize';
@@ -88,7 +88,15 @@ export class PurchaseWorker {
   private readonly writer: OrderWriter;
   private readonly recorder: ResultRecorder;
   private readonly replies = new TurnBuffer<Reply>((batch) => batch.forEach(sendReply));
-  private readonly transitions$ = new Subject<ResultRecord>();
+  /** Result transitions published together, 20 ms at most after the first. */
+  private readonly transitions = new TurnBuffer<ResultRecord>(
+    (records) => {
+      if (!this.stopped) this.hooks.publish(records);
+    },
+    500,
+    20,
+  );
+  private stopped = false;
   private readonly deliveries = new Map<string, Delivery>();
   private readonly machine: ReturnType<PurchaseWorker['provideEffects']>;
   private subscriptions: Subscription[] = [];
@@ -120,14 +128,6 @@ export class PurchaseWorker {
 
   async start(): Promise<void> {
     this.heartbeat = setInterval(() => this.keepAlive(), this.config.queue.ackWaitMs / 3);
-    this.subscriptions.push(
-      this.transitions$
-        .pipe(
-          bufferTime(20, null, 500),
-          filter((records) => records.length > 0),
-        )
-        .subscribe((records) => this.hooks.publish(records)),
-    );
     const consumer = await this.queue.js.consumers.get(this.queue.names.stream, this.queue.names.consumer);
     this.subscriptions.push(
       // No mergeMap: the fetch already bounds what is in flight, and an inner subscription per
@@ -200,6 +200,7 @@ export class PurchaseWorker {
     const deadline = Date.now() + 10_000;
     while (this.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     for (const s of this.subscriptions) s.unsubscribe();
+    this.stopped = true;
     clearInterval(this.heartbeat);
     this.writer.close();
   }
@@ -337,7 +338,7 @@ export class PurchaseWorker {
     written.then(
       (ok) => {
         if (!ok) return;
-        this.transitions$.next(record);
+        this.transitions.add(record);
         if (!terminal) return;
         this.hooks.finished?.(record, Date.now() - Date.parse(message.queuedAt));
         if (r.errorCode === SYSTEM_ERROR_CODE) this.hooks.deadLettered?.(record);

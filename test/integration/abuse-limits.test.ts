@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { cleanUpAfterSuite, Deployment, type Gateway } from '../helpers/processes';
 import { eventually } from '../helpers/app';
 
@@ -49,6 +50,13 @@ describe('abuse limits across two gateway processes', () => {
     expect((await g2.get('/api/tickets/list', from('198.51.100.8'))).status).toBe(200);
     expect((await fetch(`${g1.url}/`, { headers: from(ip) })).status).toBe(429);
     expect((await fetch(`${g1.url}/`, { headers: from('198.51.100.8') })).status).toBe(200);
+    // The routes a crowd hits, taken before moleculer-web (lib/http/hot-routes.ts), pass the same door.
+    const date = dep.dates[0];
+    const hot = [
+      await g1.post('/api/tickets/v2/purchase', { userId: 8, date, verifyHash: dep.hash(8, date) }, from(ip)),
+      await g2.get(`/api/tickets/v2/purchase/result?messageId=${randomUUID()}`, from(ip)),
+    ];
+    expect(hot.map((a) => `${a.status}/${a.body.code}`)).toEqual(['429/7001', '429/7001']);
   });
 
   it('caps the verify hashes issued to one user over both gateways', async () => {

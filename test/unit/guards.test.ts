@@ -10,9 +10,14 @@ describe('guard mutants', () => {
     expect(listProblems(root, guardMutants)).toEqual([]);
   });
 
-  it('takes the mutants of every file that holds guards: database, Lua scripts, V1 order', () => {
+  it('takes the mutants of every file that holds guards: database, Lua scripts, V1 order, hot routes', () => {
     const files = new Set(guardMutants.map((m) => m.file));
-    expect([...files].sort()).toEqual(['lib/db/migrations.ts', 'lib/purchase/v1.ts', 'lib/store/scripts.ts']);
+    expect([...files].sort()).toEqual([
+      'lib/db/migrations.ts',
+      'lib/purchase/v1.ts',
+      'lib/store/scripts.ts',
+      'services/api.service.ts',
+    ]);
   });
 
   it('reports a find text that is gone, one that is not unique, and a missing test file', () => {
