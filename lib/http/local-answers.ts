@@ -21,8 +21,9 @@ const sendRefusal = (res: ServerResponse, refusal: Refusal): void =>
   sendEnvelope(res, refusal.http, { code: refusal.code, message: refusal.message, data: null });
 
 /**
- * The hot routes answered by this node's purchase gateway directly (route middleware, after the body
- * parser), with the same envelope and without an action call: a well-formed V2 submit — refused
+ * The hot routes answered by this node's purchase gateway directly (the last step of the route's
+ * chain, also run by hot-routes.ts before moleculer-web), with the same envelope and without an
+ * action call: a well-formed V2 submit — refused
  * from memory (sold out, paused, outside the sale: the sold-out storm) or admitted by the same
  * gateway code the action runs — and a well-formed poll of a terminal result it holds. Moleculer's
  * action pipeline (context, tracking, per-action metrics) cost the gateway about a fifth of a

@@ -92,8 +92,9 @@ runBaseline({
       },
     ];
   },
-  // The service answers a well-formed submit from its route, without an action call (lib/http/
-  // local-answers.ts); so does the floor. Anything else goes to the action, as there.
+  // The service takes a well-formed submit before moleculer-web and answers it without an action
+  // call (lib/http/hot-routes.ts, local-answers.ts); so does the floor. Anything else goes to the
+  // action, as there.
   answer: (broker) => {
     const made = door;
     if (!made) throw new Error('The floor route is made after the floor service');
