@@ -1,11 +1,13 @@
 import {
   asyncScheduler,
-  buffer,
   interval,
   map,
   merge,
+  mergeMap,
+  reduce,
   scan,
   startWith,
+  window,
   withLatestFrom,
   type Observable,
   type SchedulerLike,
@@ -39,6 +41,8 @@ interface Bucket {
   failed: number;
   systemFailed: number;
   latencies: number[];
+  /** Latencies offered to the reservoir so far. */
+  seen: number;
 }
 
 interface WindowState {
@@ -62,31 +66,43 @@ function add(into: Counts, from: Counts): void {
   for (const [key, n] of Object.entries(from)) into[key] = (into[key] ?? 0) + n;
 }
 
-function bucketOf(samples: Sample[]): Bucket {
-  const bucket: Bucket = { submits: {}, byStatus: {}, success: 0, failed: 0, systemFailed: 0, latencies: [] };
-  let seen = 0;
-  for (const sample of samples) {
-    if ('submits' in sample) {
-      add(bucket.submits, sample.submits);
-      continue;
+const emptyBucket = (): Bucket => ({
+  submits: {},
+  byStatus: {},
+  success: 0,
+  failed: 0,
+  systemFailed: 0,
+  latencies: [],
+  seen: 0,
+});
+
+/**
+ * Counts a sample into its interval's bucket as it arrives. The records of a batch are let go at
+ * once: held until the interval's end (up to a second), the records of a crowd's orders survived
+ * the gateway's young-generation collections and filled its old generation.
+ */
+function addSample(into: Bucket | null, sample: Sample): Bucket {
+  const bucket = into ?? emptyBucket();
+  if ('submits' in sample) {
+    add(bucket.submits, sample.submits);
+    return bucket;
+  }
+  for (const r of sample.results) {
+    bucket.byStatus[r.status] = (bucket.byStatus[r.status] ?? 0) + 1;
+    if (r.status !== 'SUCCESS' && r.status !== 'FAILED') continue;
+    if (r.status === 'SUCCESS') bucket.success++;
+    else {
+      bucket.failed++;
+      if (isSystemFailure(r)) bucket.systemFailed++;
     }
-    for (const r of sample.results) {
-      bucket.byStatus[r.status] = (bucket.byStatus[r.status] ?? 0) + 1;
-      if (r.status !== 'SUCCESS' && r.status !== 'FAILED') continue;
-      if (r.status === 'SUCCESS') bucket.success++;
-      else {
-        bucket.failed++;
-        if (isSystemFailure(r)) bucket.systemFailed++;
-      }
-      const ms = Date.parse(r.completedAt ?? r.updatedAt) - Date.parse(r.queuedAt);
-      if (!Number.isFinite(ms) || ms < 0) continue;
-      // Reservoir sampling keeps every latency equally likely to be in the bucket.
-      seen++;
-      if (bucket.latencies.length < MAX_LATENCIES_PER_BUCKET) bucket.latencies.push(ms);
-      else {
-        const slot = Math.floor(Math.random() * seen);
-        if (slot < MAX_LATENCIES_PER_BUCKET) bucket.latencies[slot] = ms;
-      }
+    const ms = Date.parse(r.completedAt ?? r.updatedAt) - Date.parse(r.queuedAt);
+    if (!Number.isFinite(ms) || ms < 0) continue;
+    // Reservoir sampling keeps every latency equally likely to be in the bucket.
+    bucket.seen++;
+    if (bucket.latencies.length < MAX_LATENCIES_PER_BUCKET) bucket.latencies.push(ms);
+    else {
+      const slot = Math.floor(Math.random() * bucket.seen);
+      if (slot < MAX_LATENCIES_PER_BUCKET) bucket.latencies[slot] = ms;
     }
   }
   return bucket;
@@ -161,7 +177,7 @@ function buildSnapshot(
 }
 
 /**
- * The metrics pipeline: events collected per interval into buckets (`buffer` on the tick), a
+ * The metrics pipeline: events counted per interval into buckets (a `window` per tick), a
  * sliding window of the last `windowMs` of buckets (`scan`), joined with the latest queue, node
  * and dependency readings into one snapshot per tick (alerts are attached downstream).
  */
@@ -174,8 +190,13 @@ export function monitorSnapshots(inputs: MonitorInputs, opts: PipelineOptions): 
   );
   const initial: WindowState = { buckets: [], totals: { submits: {}, success: 0, failed: 0 } };
   return samples$.pipe(
-    buffer(interval(opts.intervalMs, scheduler)),
-    map(bucketOf),
+    window(interval(opts.intervalMs, scheduler)),
+    mergeMap((samples) =>
+      samples.pipe(
+        reduce(addSample, null as Bucket | null),
+        map((bucket) => bucket ?? emptyBucket()),
+      ),
+    ),
     scan((state: WindowState, bucket: Bucket): WindowState => {
       const submits = { ...state.totals.submits };
       add(submits, bucket.submits);
