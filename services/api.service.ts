@@ -9,7 +9,7 @@ import { serveChartJs } from '../lib/http/assets';
 import { sendEnvelope } from '../lib/http/envelope';
 import { envelope, errorEnvelope } from '../lib/http/error-envelope';
 import { checkHealth, sendHealth } from '../lib/http/health';
-import { takeHotRoutes, wentThroughDoor } from '../lib/http/hot-routes';
+import { skipIfTaken, takeHotRoutes } from '../lib/http/hot-routes';
 import { answerLocally, type LocalAnswerInputs } from '../lib/http/local-answers';
 import { V2_RESULT, V2_SUBMIT, type Check, type Next, type Req } from '../lib/http/request';
 import { hookServer } from '../lib/http/server-hooks';
@@ -42,7 +42,6 @@ export function createApiService(config: Config): ServiceSchema<ApiSettingsSchem
 
   /** Every request (pages too): the per-client-IP limit, kept in Redis so it holds across gateways. */
   async function guardDoor(req: Req, _res: ServerResponse, next: Next): Promise<void> {
-    if (wentThroughDoor(req)) return next();
     if (!(await ipLimit.take(clientIp(req, config.abuse.trustProxy)))) return next(appError('RATE_LIMITED'));
     next();
   }
@@ -102,7 +101,7 @@ export function createApiService(config: Config): ServiceSchema<ApiSettingsSchem
             'GET monitor/snapshot': 'monitor.snapshot',
             'GET monitor/alerts': 'monitor.alerts',
           },
-          use: [access.signIn, answerLocal],
+          use: [access.signIn, answerLocal].map(skipIfTaken),
           onBeforeCall: access.beforeCall,
           onAfterCall: envelope,
         },
@@ -131,7 +130,7 @@ export function createApiService(config: Config): ServiceSchema<ApiSettingsSchem
           },
         },
       ],
-      use: [guardDoor],
+      use: [skipIfTaken(guardDoor)],
       assets: { folder: publicDir(), options: { index: 'index.html' } },
       onError(this: Service, req: Req, res: ServerResponse, err: Error) {
         answerError(this.logger, req, res, err);

@@ -5,7 +5,6 @@ import type { Config } from '../../config';
 import { appError } from '../errors';
 import { clientIp, WaitSlots } from './abuse';
 import { createAuthenticator } from './auth';
-import { wentThroughDoor } from './hot-routes';
 import { MONITOR_STREAM, V2_STREAM, type Next, type Req } from './request';
 
 /** What anyone may read without signing in; every other path under /api needs the token (jwt mode). */
@@ -85,7 +84,7 @@ export function createAccess(config: Config) {
 
     /** AUTH_MODE=jwt: any path under /api but the public ones needs a valid token (4002). */
     async signIn(req: Req, _res: ServerResponse, next: Next): Promise<void> {
-      if (!authenticate || wentThroughDoor(req) || PUBLIC_PATHS.has(req.parsedUrl ?? '')) return next();
+      if (!authenticate || PUBLIC_PATHS.has(req.parsedUrl ?? '')) return next();
       try {
         req.$user = await authenticate(req.headers.authorization);
       } catch (err) {

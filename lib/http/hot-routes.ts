@@ -17,11 +17,17 @@ export interface HotRoutes {
   fail(req: Req, res: ServerResponse, err: unknown): void;
 }
 
-/** Requests the chain passed on: moleculer-web runs them again, and its door must not count them twice. */
+/** Requests the chain passed on to moleculer-web, whose route must not run them through it again. */
 const passedOn = new WeakSet<IncomingMessage>();
 
-/** True for a request the hot routes already took through the door (a middleware skips it then). */
-export const wentThroughDoor = (req: IncomingMessage): boolean => passedOn.has(req);
+/**
+ * A route middleware of the chain as moleculer-web runs it: skipped for a request the hot routes
+ * already ran through the chain (its door must not count the request twice).
+ */
+export const skipIfTaken =
+  (step: Middleware): Middleware =>
+  (req, res, next) =>
+    passedOn.has(req) ? next() : step(req, res, next);
 
 /**
  * Takes the hot routes off moleculer-web: every request of it costs an action call (`api.rest`:
@@ -36,7 +42,7 @@ export const wentThroughDoor = (req: IncomingMessage): boolean => passedOn.has(r
 export function takeHotRoutes(server: Server, routes: HotRoutes): void {
   const listeners = server.listeners('request');
   if (listeners.length !== 1) throw new Error('takeHotRoutes: expected moleculer-web alone on the server');
-  const gateway = listeners[0] as (req: IncomingMessage, res: ServerResponse) => void;
+  const gateway = listeners[0] as Gateway;
   server.removeAllListeners('request');
   server.on('request', (req: Req, res: ServerResponse) => {
     const url = req.url ?? '';
@@ -46,30 +52,32 @@ export function takeHotRoutes(server: Server, routes: HotRoutes): void {
         req.parsedUrl = url;
         req.query = {};
         req.body = body;
-        runChain(routes, req, res, () => gateway(req, res));
+        runChain(routes, gateway, req, res);
       });
       return;
     }
     if (req.method === 'GET' && noBody(req)) {
       const mark = url.indexOf('?');
-      const path = mark < 0 ? url : url.slice(0, mark);
-      const query = routes.gets.has(path) ? plainQuery(url.slice(mark + 1)) : undefined;
-      if (mark > 0 && query) {
+      const path = url.slice(0, mark);
+      const query = mark > 0 && routes.gets.has(path) ? plainQuery(url.slice(mark + 1)) : undefined;
+      if (query) {
         req.parsedUrl = path;
         req.query = query;
-        return runChain(routes, req, res, () => gateway(req, res));
+        return runChain(routes, gateway, req, res);
       }
     }
     gateway(req, res);
   });
 }
 
+type Gateway = (req: IncomingMessage, res: ServerResponse) => void;
+
 /**
  * The chain with moleculer-web's hand-over: an error goes to the error answer, a plain `next()` to
  * the gateway (which sets its own request fields and runs the route as usual). Each request gets the
  * correlation id moleculer-web gives it.
  */
-function runChain(routes: HotRoutes, req: Req, res: ServerResponse, handOn: () => void): void {
+function runChain(routes: HotRoutes, gateway: Gateway, req: Req, res: ServerResponse): void {
   const { chain, fail } = routes;
   res.setHeader('X-Request-ID', requestId(req));
   let i = 0;
@@ -79,7 +87,7 @@ function runChain(routes: HotRoutes, req: Req, res: ServerResponse, handOn: () =
     if (!step) {
       passedOn.add(req);
       res.removeHeader('X-Request-ID');
-      return handOn();
+      return gateway(req, res);
     }
     try {
       const done = step(req, res, next);

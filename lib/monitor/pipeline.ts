@@ -81,8 +81,7 @@ const emptyBucket = (): Bucket => ({
  * once: held until the interval's end (up to a second), the records of a crowd's orders survived
  * the gateway's young-generation collections and filled its old generation.
  */
-function addSample(into: Bucket | null, sample: Sample): Bucket {
-  const bucket = into ?? emptyBucket();
+function addSample(bucket: Bucket, sample: Sample): Bucket {
   if ('submits' in sample) {
     add(bucket.submits, sample.submits);
     return bucket;
@@ -191,12 +190,8 @@ export function monitorSnapshots(inputs: MonitorInputs, opts: PipelineOptions): 
   const initial: WindowState = { buckets: [], totals: { submits: {}, success: 0, failed: 0 } };
   return samples$.pipe(
     window(interval(opts.intervalMs, scheduler)),
-    mergeMap((samples) =>
-      samples.pipe(
-        reduce(addSample, null as Bucket | null),
-        map((bucket) => bucket ?? emptyBucket()),
-      ),
-    ),
+    // A new bucket for each interval (its seed), emitted as the interval closes.
+    mergeMap((samples) => samples.pipe(reduce(addSample, emptyBucket()))),
     scan((state: WindowState, bucket: Bucket): WindowState => {
       const submits = { ...state.totals.submits };
       add(submits, bucket.submits);

@@ -10,7 +10,7 @@ import ApiGateway from 'moleculer-web';
 import { loadConfig, type Config } from '../../config';
 import { brokerOptions } from '../../moleculer.config';
 import { envelope } from '../../lib/http/error-envelope';
-import { takeHotRoutes } from '../../lib/http/hot-routes';
+import { skipIfTaken, takeHotRoutes } from '../../lib/http/hot-routes';
 import { bodyLimitBytes, gatewayBase } from '../../lib/http/settings';
 import { sendEnvelope } from '../../lib/http/envelope';
 import { ERRORS } from '../../lib/errors';
@@ -59,7 +59,7 @@ export async function serveBaseline(baseline: Baseline): Promise<void> {
             [`GET ${baseline.name}`]: baseline.action,
             [`POST ${baseline.name}`]: baseline.action,
           },
-          ...(answer ? { use: [answer] } : {}),
+          ...(answer ? { use: [skipIfTaken(answer)] } : {}),
           onAfterCall: envelope,
         },
         {
