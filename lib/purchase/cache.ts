@@ -72,8 +72,10 @@ export async function reconcileCache(
       tx.hset(key, toFields(fromOrder(o))).expire(key, settings.resultTtlSeconds);
     }
     await tx.exec();
-    // Stock last: admission treats a missing stock key as "not ready", so claims come first.
-    const stock = (await restockDay(stores, day.date)) ?? 0;
+    // Stock last: admission treats a missing stock key as "not ready", so claims come first. The
+    // claims written here name the orders read above; those committed since are claimed by the
+    // restock, from the read its stock comes from.
+    const stock = (await restockDay(stores, day.date, expected)) ?? 0;
 
     const repair: DayRepair = {
       date: day.date,

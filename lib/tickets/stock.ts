@@ -1,6 +1,6 @@
 import type Redis from 'ioredis';
 import { QueryTypes, type Sequelize } from 'sequelize';
-import { keys } from '../store/keys';
+import { claimOf, keys } from '../store/keys';
 
 /**
  * Sets a day's admission stock in Redis from the database (RESTOCK): the remaining tickets less the
@@ -8,23 +8,40 @@ import { keys } from '../store/keys';
  * not yet settled. Such orders are the pending messages read first, and any order placed since a
  * moment taken before that read (a message admitted after the read may be committed by the time
  * the database answers). Returns the stock set; null when the day does not exist.
+ * `claimed` (a reconcile: the claims it has just written, by user id) also claims, from this same
+ * read, the orders committed since the reconcile read the day's orders.
  */
 export async function restockDay(
   { db, redis }: { db: Sequelize; redis: Redis },
   date: string,
+  claimed?: ReadonlyMap<string, string>,
 ): Promise<number | null> {
   const [{ since }] = await db.query<{ since: Date }>('SELECT now() AS since', {
     type: QueryTypes.SELECT,
   });
   const pending = await redis.hkeys(keys.pending(date));
-  const [day] = await db.query<{ remaining: number; committed: string[] }>(
+  type Sold = { userId: number; messageId: string | null; orderNo: string };
+  const [day] = await db.query<{ remaining: number; committed: string[]; sold: Sold[] | null }>(
     `SELECT d.remaining,
             ARRAY(SELECT o.message_id FROM orders o
                   WHERE o.date = d.date AND o.status = 'valid' AND o.message_id IS NOT NULL
-                    AND (o.message_id = ANY($2) OR o.created_at >= $3)) AS committed
+                    AND (o.message_id = ANY($2) OR o.created_at >= $3)) AS committed,
+            CASE WHEN $4 THEN
+              (SELECT coalesce(json_agg(json_build_object('userId', o.user_id, 'messageId', o.message_id,
+                                                          'orderNo', o.order_no)), '[]')
+               FROM orders o WHERE o.date = d.date AND o.status = 'valid')
+            END AS sold
      FROM ticket_days d WHERE d.date = $1`,
-    { bind: [date, pending, since], type: QueryTypes.SELECT },
+    { bind: [date, pending, since, claimed !== undefined], type: QueryTypes.SELECT },
   );
   if (!day) return null;
+  // Such an order is in this remaining: claimed before the stock is set, or its worker, finding no
+  // reservation (the rebuild dropped it) and no claim naming it, would take its ticket off again (ADOPT).
+  const unclaimed = (day.sold ?? []).filter((o) => claimed?.get(String(o.userId)) !== claimOf(o));
+  if (unclaimed.length)
+    await redis.hset(
+      keys.claims(date),
+      Object.fromEntries(unclaimed.map((o) => [String(o.userId), claimOf(o)])),
+    );
   return redis.restock(keys.stock(date), keys.pending(date), day.remaining, ...day.committed);
 }
