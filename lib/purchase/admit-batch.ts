@@ -1,48 +1,72 @@
 import type Redis from 'ioredis';
 import type { Config } from '../../config';
+import { keys, outboxEntry } from '../store/keys';
 import { TurnBuffer } from '../turn-buffer';
-import { admissionOf, admitArgs, type Admission, type ReserveOptions } from './reservations';
+import { admissionOf, type Admission } from './reservations';
 
-/** ADMIT takes 9 keys, then 11 values, per admission. */
-const KEYS_PER_ADMISSION = 9;
 /** At most this many admissions per script call (a call holds Redis while it runs). */
 const MAX_BATCH = 100;
 
 interface Waiting {
-  args: (string | number)[];
+  userId: number;
+  date: string;
   messageId: string;
+  now: Date;
   resolve(admission: Admission): void;
   reject(err: unknown): void;
+}
+
+export interface AdmissionBatchSettings extends Pick<Config, 'rateLimit' | 'resultTtlSeconds'> {
+  /** The process that finishes these admissions (see purchase/outbox.ts). */
+  admitter: string;
 }
 
 /**
  * The admissions of one event-loop turn in one Redis script call (ADMIT_MANY), each decided exactly
  * as `reserve` decides it alone. A crowd's requests each arrive in an I/O callback of their own, and
  * ioredis's auto-pipelining flushes at the end of each: one write, one read and one script call per
- * request, where one per turn does.
+ * request, where one per turn does. What they share (limits, the result TTL, the sale's flags) goes
+ * once per call.
  */
 export class AdmissionBatch {
   private readonly waiting = new TurnBuffer<Waiting>((batch) => this.send(batch), MAX_BATCH);
 
   constructor(
     private readonly redis: Redis,
-    private readonly config: Pick<Config, 'rateLimit'>,
+    private readonly settings: AdmissionBatchSettings,
   ) {}
 
   reserve(
-    req: { userId: number; date: string },
+    { userId, date }: { userId: number; date: string },
     messageId: string,
-    options: ReserveOptions,
+    now = new Date(),
   ): Promise<Admission> {
-    const args = admitArgs(this.config, req, messageId, options);
-    return new Promise((resolve, reject) => this.waiting.add({ args, messageId, resolve, reject }));
+    return new Promise((resolve, reject) =>
+      this.waiting.add({ userId, date, messageId, now, resolve, reject }),
+    );
   }
 
   private send(batch: Waiting[]): void {
-    // One array (ioredis flattens it): the key count, every admission's keys, then their values.
-    const all: (string | number)[] = [KEYS_PER_ADMISSION * batch.length];
-    for (const { args } of batch) for (let i = 0; i < KEYS_PER_ADMISSION; i++) all.push(args[i]);
-    for (const { args } of batch) for (let i = KEYS_PER_ADMISSION; i < args.length; i++) all.push(args[i]);
+    const { rateLimit: rl, resultTtlSeconds, admitter } = this.settings;
+    // One array (ioredis flattens it): the key count, the keys, then the values (store/scripts.ts).
+    const all: (string | number)[] = [
+      4 + 5 * batch.length,
+      keys.ready,
+      keys.paused,
+      keys.globalRate,
+      keys.outbox,
+    ];
+    for (const { userId, date, messageId } of batch)
+      all.push(
+        keys.userRate(userId),
+        keys.stock(date),
+        keys.claims(date),
+        keys.pending(date),
+        keys.result(messageId),
+      );
+    all.push(rl.userMax, rl.userWindowMs, rl.globalMax, rl.globalWindowMs, resultTtlSeconds, Date.now());
+    for (const { userId, date, messageId, now } of batch)
+      all.push(userId, messageId, date, now.toISOString(), outboxEntry({ date, messageId, admitter }));
     this.redis.admitMany(all).then(
       (answers) =>
         batch.forEach((w, i) => {

@@ -75,14 +75,9 @@ export function redisAdmissions(
   settings: Pick<Config, 'rateLimit' | 'resultTtlSeconds'>,
 ): AdmissionPort {
   const outboxAcks = new OutboxAcks(redis);
-  const admissions = new AdmissionBatch(redis, settings);
+  const admissions = new AdmissionBatch(redis, { ...settings, admitter });
   return {
-    reserve: (req, messageId, now) =>
-      admissions.reserve(req, messageId, {
-        resultTtlSeconds: settings.resultTtlSeconds,
-        admitter,
-        now,
-      }),
+    reserve: (req, messageId, now) => admissions.reserve(req, messageId, now),
     queued(date, messageId, seq) {
       outboxAcks.remove({ date, messageId, admitter }, seq);
     },

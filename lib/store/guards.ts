@@ -22,7 +22,7 @@ export const storeGuards: GuardMutant[] = [
   {
     name: 'ADMIT: every admission enters the outbox (no buyer stranded by a crash before the PubAck)',
     file,
-    find: "redis.call('ZADD', K[k + 9], A[a + 10], A[a + 11])",
+    find: "redis.call('ZADD', outbox, nowMs, entry)",
     replace: '',
     tests,
   },

@@ -38,7 +38,7 @@ export function createRedis(target: RedisTarget, namespace: string, extra: Redis
     ...extra,
   });
   redis.defineCommand('admit', { numberOfKeys: 9, lua: ADMIT });
-  redis.defineCommand('admitMany', { lua: ADMIT_MANY }); // KEYS count first: 9 per admission
+  redis.defineCommand('admitMany', { lua: ADMIT_MANY }); // KEYS count first: 4 + 5 per admission
   redis.defineCommand('published', { lua: PUBLISHED }); // KEYS count first: 1 + one per entry
   redis.defineCommand('settle', { numberOfKeys: 3, lua: SETTLE });
   redis.defineCommand('restock', { numberOfKeys: 2, lua: RESTOCK });

@@ -13,6 +13,13 @@
  * Returns {outcome, value}: NOT_READY | PAUSED | RATE_LIMITED | EXISTS <claim> | SOLD_OUT | OK <remaining>
  */
 const ADMIT_ONE = `
+-- NOT_READY or PAUSED while the sale's cache is being built or the sale is paused, else nil.
+local function closed(ready, paused)
+  if redis.call('EXISTS', ready) == 0 then return 'NOT_READY' end
+  if redis.call('EXISTS', paused) == 1 then return 'PAUSED' end
+  return nil
+end
+
 -- One more request in the window of a limit (max 0 = no limit); true when it is over the limit.
 local function overLimit(key, max, windowMs)
   if max <= 0 then return false end
@@ -21,46 +28,65 @@ local function overLimit(key, max, windowMs)
   return n > max
 end
 
-local function admit(K, k, A, a)
-  if redis.call('EXISTS', K[k + 1]) == 0 then return 'NOT_READY', '' end
-  if redis.call('EXISTS', K[k + 2]) == 1 then return 'PAUSED', '' end
-  if overLimit(K[k + 3], tonumber(A[a + 3]), A[a + 4]) or overLimit(K[k + 4], tonumber(A[a + 5]), A[a + 6]) then
+-- One admission to a sale that is open. L: the limits and the result record's TTL.
+local function admit(L, userRate, globalRate, stockKey, claims, pending, result, outbox,
+                     userId, messageId, date, nowIso, nowMs, entry)
+  if overLimit(userRate, L.userMax, L.userWindowMs) or overLimit(globalRate, L.globalMax, L.globalWindowMs) then
     return 'RATE_LIMITED', ''
   end
-  local claim = redis.call('HGET', K[k + 6], A[a + 1])
+  local claim = redis.call('HGET', claims, userId)
   if claim then return 'EXISTS', claim end
-  local stock = redis.call('GET', K[k + 5])
+  local stock = redis.call('GET', stockKey)
   if not stock then return 'NOT_READY', '' end
   if tonumber(stock) <= 0 then return 'SOLD_OUT', '' end
-  local remaining = redis.call('DECR', K[k + 5])
-  redis.call('HSET', K[k + 6], A[a + 1], A[a + 2])
-  redis.call('HSET', K[k + 7], A[a + 2], A[a + 1])
-  redis.call('ZADD', K[k + 9], A[a + 10], A[a + 11])
-  local ttl = tonumber(A[a + 7])
-  if ttl > 0 then
-    redis.call('HSET', K[k + 8], 'messageId', A[a + 2], 'userId', A[a + 1], 'date', A[a + 8],
-      'status', 'PENDING', 'attempts', '0', 'queuedAt', A[a + 9], 'updatedAt', A[a + 9])
-    redis.call('EXPIRE', K[k + 8], ttl)
+  local remaining = redis.call('DECR', stockKey)
+  redis.call('HSET', claims, userId, messageId)
+  redis.call('HSET', pending, messageId, userId)
+  redis.call('ZADD', outbox, nowMs, entry)
+  if L.ttl > 0 then
+    redis.call('HSET', result, 'messageId', messageId, 'userId', userId, 'date', date,
+      'status', 'PENDING', 'attempts', '0', 'queuedAt', nowIso, 'updatedAt', nowIso)
+    redis.call('EXPIRE', result, L.ttl)
   end
   return 'OK', tostring(remaining)
+end
+
+local function limits(userMax, userWindowMs, globalMax, globalWindowMs, ttl)
+  return { userMax = tonumber(userMax), userWindowMs = userWindowMs, globalMax = tonumber(globalMax),
+           globalWindowMs = globalWindowMs, ttl = tonumber(ttl) }
 end
 `;
 
 export const ADMIT = `${ADMIT_ONE}
-local outcome, value = admit(KEYS, 0, ARGV, 0)
+local shut = closed(KEYS[1], KEYS[2])
+if shut then return {shut, ''} end
+local outcome, value = admit(limits(ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]),
+  KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9],
+  ARGV[1], ARGV[2], ARGV[8], ARGV[9], ARGV[10], ARGV[11])
 return {outcome, value}
 `;
 
 /**
  * admitMany — several admissions in one call (a gateway's admissions of one event-loop turn), each
  * exactly as ADMIT decides it, in order: one that follows another of the same user in the batch finds
- * its claim. KEYS and ARGV: those of ADMIT, one admission after the other (9 keys, 11 values each).
+ * its claim. What the admissions share is sent once: a crowd's batches were mostly repeated keys and
+ * limits, which the gateway encoded and Redis parsed per admission.
+ * KEYS: ready, paused, globalRate, outbox, then per admission: userRate, stock, claims, pending, result
+ * ARGV: userMax, userWindowMs, globalMax, globalWindowMs, resultTtlSeconds, nowMs (the outbox's
+ *       score), then per admission: userId, messageId, date, nowIso, outboxEntry
  * Returns {outcome1, value1, outcome2, value2, …}.
  */
 export const ADMIT_MANY = `${ADMIT_ONE}
+local L = limits(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+local shut = closed(KEYS[1], KEYS[2])
 local answers = {}
-for i = 0, #KEYS / 9 - 1 do
-  local outcome, value = admit(KEYS, i * 9, ARGV, i * 11)
+for i = 0, (#KEYS - 4) / 5 - 1 do
+  local k, a = 4 + i * 5, 6 + i * 5
+  local outcome, value = shut, ''
+  if not shut then
+    outcome, value = admit(L, KEYS[k + 1], KEYS[3], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5],
+      KEYS[4], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[6], ARGV[a + 5])
+  end
   answers[#answers + 1] = outcome
   answers[#answers + 1] = value
 end

@@ -41,11 +41,7 @@ async function submit({ runtime, admissions, acks }: Door, req: PurchaseRequest)
   const now = new Date();
   checkRequest(config, runtime.calendar, req, now);
   const messageId = randomUUID();
-  const admission = await admissions.reserve(req, messageId, {
-    resultTtlSeconds: config.resultTtlSeconds,
-    admitter,
-    now,
-  });
+  const admission = await admissions.reserve(req, messageId, now);
   if (admission.outcome !== 'OK') throw refusal(admission);
   const queue = await runtime.queue('floor');
   const queuedAt = now.toISOString();
@@ -71,7 +67,7 @@ runBaseline({
     const runtime = new Runtime(config);
     const made: Door = (door = {
       runtime,
-      admissions: new AdmissionBatch(runtime.redis, config),
+      admissions: new AdmissionBatch(runtime.redis, { ...config, admitter: runtime.admitter }),
       acks: new OutboxAcks(runtime.redis),
     });
     return [

@@ -230,45 +230,86 @@ describe('Lua scripts', () => {
   });
 
   describe('ADMIT_MANY', () => {
-    /** ADMIT's keys and values of each admission, one after the other. */
-    const admitMany = (batch: AdmitArgs[]) => {
-      const all = batch.map((a) => admitCall(a));
-      return redis.admitMany([
-        9 * batch.length,
-        ...all.flatMap((args) => args.slice(0, 9)),
-        ...all.flatMap((args) => args.slice(9)),
+    type Shared = Pick<AdmitArgs, 'userMax' | 'userWindowMs' | 'globalMax' | 'globalWindowMs' | 'resultTtl'>;
+    /** The keys and values the batch shares once, then each admission's own. */
+    const admitMany = (batch: AdmitArgs[], shared: Shared = {}) =>
+      redis.admitMany([
+        4 + 5 * batch.length,
+        keys.ready,
+        keys.paused,
+        keys.globalRate,
+        keys.outbox,
+        ...batch.flatMap((a) => [
+          keys.userRate(a.userId),
+          keys.stock(DATE),
+          keys.claims(DATE),
+          keys.pending(DATE),
+          keys.result(a.messageId),
+        ]),
+        shared.userMax ?? 0,
+        shared.userWindowMs ?? 1000,
+        shared.globalMax ?? 0,
+        shared.globalWindowMs ?? 1000,
+        shared.resultTtl ?? 0,
+        Date.parse(NOW),
+        ...batch.flatMap((a) => [
+          a.userId,
+          a.messageId,
+          DATE,
+          NOW,
+          outboxEntry({ date: DATE, messageId: a.messageId, admitter: 'test' }),
+        ]),
       ]);
-    };
 
     it('decides each admission of a batch in order, as ADMIT one after the other would', async () => {
       await open(2);
-      const answers = await admitMany([
-        { userId: 1, messageId: 'a', resultTtl: 60 },
-        { userId: 1, messageId: 'b', resultTtl: 60 }, // the same user again: finds the claim just made
-        { userId: 2, messageId: 'c', resultTtl: 60 },
-        { userId: 3, messageId: 'd', resultTtl: 60 }, // the last ticket went to c
-        { userId: 4, messageId: 'e', userMax: 1, userWindowMs: 60_000 },
+      const shared = { resultTtl: 60, userMax: 2, userWindowMs: 60_000 };
+      const batch = [
+        { userId: 1, messageId: 'a' },
+        { userId: 1, messageId: 'b' }, // the same user again: finds the claim just made
+        { userId: 2, messageId: 'c' },
+        { userId: 3, messageId: 'd' }, // the last ticket went to c
+        { userId: 4, messageId: 'e' },
+        { userId: 1, messageId: 'f' }, // the user's third request in the window: over the shared limit
+      ];
+      const answers = await admitMany(batch, shared);
+      expect(answers).toEqual([
+        'OK',
+        '1',
+        'EXISTS',
+        'a',
+        'OK',
+        '0',
+        'SOLD_OUT',
+        '',
+        'SOLD_OUT',
+        '',
+        'RATE_LIMITED',
+        '',
       ]);
-      expect(answers).toEqual(['OK', '1', 'EXISTS', 'a', 'OK', '0', 'SOLD_OUT', '', 'SOLD_OUT', '']);
       expect(await redis.hgetall(keys.claims(DATE))).toEqual({ 1: 'a', 2: 'c' });
       expect(await redis.hgetall(keys.pending(DATE))).toEqual({ a: '1', c: '2' });
-      expect(await redis.hget(keys.result('c'), 'status')).toBe('PENDING');
+      expect(await redis.hgetall(keys.result('c'))).toMatchObject({
+        status: 'PENDING',
+        userId: '2',
+        date: DATE,
+        queuedAt: NOW,
+      });
       expect(await redis.exists(keys.result('b'), keys.result('d'))).toBe(0);
-      expect(await redis.zcard(keys.outbox)).toBe(2);
+      expect(await redis.zrange(keys.outbox, 0, -1, 'WITHSCORES')).toEqual([
+        outboxEntry({ date: DATE, messageId: 'a', admitter: 'test' }),
+        String(Date.parse(NOW)),
+        outboxEntry({ date: DATE, messageId: 'c', admitter: 'test' }),
+        String(Date.parse(NOW)),
+      ]);
       expect(await redis.get(keys.userRate(4))).toBe('1');
 
       // The same admissions alone, on a fresh namespace, answer the same.
       await deleteNamespace(redis, namespace);
       await open(2);
       const alone = [];
-      for (const a of [
-        { userId: 1, messageId: 'a' },
-        { userId: 1, messageId: 'b' },
-        { userId: 2, messageId: 'c' },
-        { userId: 3, messageId: 'd' },
-      ])
-        alone.push(...(await admit(a)));
-      expect(alone).toEqual(answers.slice(0, 8));
+      for (const a of batch) alone.push(...(await admit({ ...a, ...shared })));
+      expect(alone).toEqual(answers);
     });
 
     it('answers NOT_READY and PAUSED for every admission of the batch', async () => {
@@ -287,14 +328,14 @@ describe('Lua scripts', () => {
     it('AdmissionBatch sends the admissions of one turn as one call, each answered as reserve answers', async () => {
       await open(2);
       const config = loadConfig({ ...process.env, RATE_LIMIT_USER_MAX: '0', RATE_LIMIT_GLOBAL_MAX: '0' });
-      const batch = new AdmissionBatch(redis, config);
+      const batch = new AdmissionBatch(redis, { ...config, resultTtlSeconds: 60, admitter: 'test' });
       const calls = jest.spyOn(redis, 'admitMany');
-      const options = { resultTtlSeconds: 60, admitter: 'test', now: new Date(NOW) };
+      const now = new Date(NOW);
       const answers = await Promise.all([
-        batch.reserve({ userId: 1, date: DATE }, 'a', options),
-        batch.reserve({ userId: 1, date: DATE }, 'b', options),
-        batch.reserve({ userId: 2, date: DATE }, 'c', options),
-        batch.reserve({ userId: 3, date: DATE }, 'd', options),
+        batch.reserve({ userId: 1, date: DATE }, 'a', now),
+        batch.reserve({ userId: 1, date: DATE }, 'b', now),
+        batch.reserve({ userId: 2, date: DATE }, 'c', now),
+        batch.reserve({ userId: 3, date: DATE }, 'd', now),
       ]);
       expect(calls.mock.contexts.filter((self) => self === redis)).toHaveLength(1);
       calls.mockRestore();
@@ -305,7 +346,7 @@ describe('Lua scripts', () => {
         { outcome: 'SOLD_OUT' },
       ]);
       // An admission sent again (a dropped connection) finds its own claim: admitted.
-      await expect(batch.reserve({ userId: 1, date: DATE }, 'a', options)).resolves.toEqual({
+      await expect(batch.reserve({ userId: 1, date: DATE }, 'a', now)).resolves.toEqual({
         outcome: 'OK',
         remaining: NaN,
       });
