@@ -3,6 +3,13 @@ import { dbGuards } from './db/guards';
 import { httpGuards } from './http/guards';
 import { storeGuards } from './store/guards';
 import { v1Guards } from './purchase/guards';
+import { ticketGuards } from './tickets/guards';
 
 /** Every guard mutant (the type and the runner: guard-mutant.ts). */
-export const guardMutants: readonly GuardMutant[] = [...dbGuards, ...storeGuards, ...v1Guards, ...httpGuards];
+export const guardMutants: readonly GuardMutant[] = [
+  ...dbGuards,
+  ...storeGuards,
+  ...v1Guards,
+  ...ticketGuards,
+  ...httpGuards,
+];
