@@ -40,7 +40,7 @@ export async function reserve(
 }
 
 /** ADMIT's keys and arguments for one admission (store/scripts.ts), in the script's order. */
-export function admitArgs(
+function admitArgs(
   config: Pick<Config, 'rateLimit'>,
   { userId, date }: { userId: number; date: string },
   messageId: string,
