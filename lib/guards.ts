@@ -2,7 +2,7 @@ import type { GuardMutant } from './guard-mutant';
 import { dbGuards } from './db/guards';
 import { httpGuards } from './http/guards';
 import { storeGuards } from './store/guards';
-import { v1Guards } from './purchase/guards';
+import { outboxGuards, v1Guards } from './purchase/guards';
 import { ticketGuards } from './tickets/guards';
 
 /** Every guard mutant (the type and the runner: guard-mutant.ts). */
@@ -10,6 +10,7 @@ export const guardMutants: readonly GuardMutant[] = [
   ...dbGuards,
   ...storeGuards,
   ...v1Guards,
+  ...outboxGuards,
   ...ticketGuards,
   ...httpGuards,
 ];

@@ -10,3 +10,14 @@ export const v1Guards: GuardMutant[] = [
     tests: ['test/integration/wrong-cache.test.ts'],
   },
 ];
+
+/** The outbox recovery's guard (outbox.ts). */
+export const outboxGuards: GuardMutant[] = [
+  {
+    name: 'Outbox recovery: the pass lock of a process that died mid-pass is taken over',
+    file: 'lib/purchase/outbox.ts',
+    find: 'return (await redis.takeOver(keys.outboxLock, keys.admitter(holder), holder, admitter, LOCK_MS)) === 1;',
+    replace: 'return false;',
+    tests: ['test/integration/outbox.test.ts'],
+  },
+];

@@ -94,7 +94,7 @@ export class OutboxKeeper {
   /** One recovery pass; undefined when another gateway holds the lock. */
   async pass(now = Date.now()): Promise<OutboxReport | undefined> {
     const { redis, admitter } = this.deps;
-    if ((await redis.set(keys.outboxLock, admitter, 'PX', LOCK_MS, 'NX')) !== 'OK') return undefined;
+    if (!(await this.lock())) return undefined;
     try {
       const report: OutboxReport = { republished: 0, released: 0, v1Settled: 0, cleared: 0 };
       const due = await this.dueEntries(now);
@@ -123,6 +123,18 @@ export class OutboxKeeper {
     } finally {
       if ((await redis.get(keys.outboxLock)) === admitter) await redis.del(keys.outboxLock);
     }
+  }
+
+  /**
+   * The pass lock: free, or held by a process that died mid-pass (its heartbeat lapsed), which would
+   * otherwise hold every gateway's recovery back until the lock expires.
+   */
+  private async lock(): Promise<boolean> {
+    const { redis, admitter } = this.deps;
+    if ((await redis.set(keys.outboxLock, admitter, 'PX', LOCK_MS, 'NX')) === 'OK') return true;
+    const holder = await redis.get(keys.outboxLock);
+    if (holder === null || holder === admitter) return false;
+    return (await redis.takeOver(keys.outboxLock, keys.admitter(holder), holder, admitter, LOCK_MS)) === 1;
   }
 
   /** The oldest entries that are this pass's to finish, with the user their reservation holds. */

@@ -54,4 +54,11 @@ export const storeGuards: GuardMutant[] = [
     replace: 'and true',
     tests,
   },
+  {
+    name: "TAKE_OVER: a live holder keeps the outbox recovery's pass lock",
+    file,
+    find: "and redis.call('EXISTS', KEYS[2]) == 0 then",
+    replace: 'then',
+    tests,
+  },
 ];

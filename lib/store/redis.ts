@@ -1,6 +1,6 @@
 import Redis, { type RedisOptions, type Result } from 'ioredis';
 import type { Config } from '../../config';
-import { ADMIT, ADMIT_MANY, ADOPT, PUBLISHED, RECORD, RESTOCK, SETTLE } from './scripts';
+import { ADMIT, ADMIT_MANY, ADOPT, PUBLISHED, RECORD, RESTOCK, SETTLE, TAKE_OVER } from './scripts';
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
@@ -14,6 +14,7 @@ declare module 'ioredis' {
     adopt(...args: (string | number)[]): Result<number, Context>;
     record(...args: (string | number)[]): Result<number[], Context>;
     record(args: (string | number)[]): Result<number[], Context>;
+    takeOver(...args: (string | number)[]): Result<number, Context>;
   }
 }
 
@@ -44,6 +45,7 @@ export function createRedis(target: RedisTarget, namespace: string, extra: Redis
   redis.defineCommand('restock', { numberOfKeys: 2, lua: RESTOCK });
   redis.defineCommand('adopt', { numberOfKeys: 3, lua: ADOPT });
   redis.defineCommand('record', { lua: RECORD }); // KEYS count first: the transitions batched
+  redis.defineCommand('takeOver', { numberOfKeys: 2, lua: TAKE_OVER });
   return redis;
 }
 

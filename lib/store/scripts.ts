@@ -223,3 +223,18 @@ for i = 2, #KEYS do
 end
 return removed
 `;
+
+/**
+ * TAKE_OVER — the outbox recovery's pass lock, from a holder that died mid-pass: only while the lock
+ * still names that holder and its heartbeat has lapsed, so a live holder keeps it.
+ * KEYS: lock, the holder's heartbeat
+ * ARGV: holder, newHolder, lockMs
+ * Returns 1 when taken, else 0.
+ */
+export const TAKE_OVER = `
+if redis.call('GET', KEYS[1]) == ARGV[1] and redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+`;

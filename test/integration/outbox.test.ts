@@ -136,6 +136,16 @@ describe('the outbox recovery', () => {
     expect(await outboxSize()).toBe(0);
   });
 
+  it('takes over the pass lock of a process that died mid-pass: recovery does not wait for it to expire', async () => {
+    // The lock outlives a hanging pass by far longer than this test waits (see LOCK_MS).
+    await app.rt.redis.set(keys.outboxLock, DEAD, 'PX', 60_000);
+    const messageId = 'outbox-lock-0001';
+    expect((await admitDead(7, messageId, 0)).outcome).toBe('OK');
+    await eventually(async () => ((await result(messageId)).status === 'SUCCESS' ? true : undefined));
+    expect(await outboxSize()).toBe(0);
+    expect(await app.rt.redis.get(keys.outboxLock)).not.toBe(DEAD);
+  });
+
   it('leaves the admissions of a live process to it', async () => {
     const messageId = 'outbox-live-0001';
     // Owned by this very service (its heartbeat is live), and younger than the grace (3 s).

@@ -10,10 +10,11 @@ describe('guard mutants', () => {
     expect(listProblems(root, guardMutants)).toEqual([]);
   });
 
-  it('takes the mutants of every file that holds guards: database, Lua scripts, V1 order, rebuild, hot routes', () => {
+  it('takes the mutants of every file that holds guards: database, Lua scripts, V1 order, outbox, rebuild, hot routes', () => {
     const files = new Set(guardMutants.map((m) => m.file));
     expect([...files].sort()).toEqual([
       'lib/db/migrations.ts',
+      'lib/purchase/outbox.ts',
       'lib/purchase/v1.ts',
       'lib/store/scripts.ts',
       'lib/tickets/stock.ts',

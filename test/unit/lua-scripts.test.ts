@@ -623,6 +623,31 @@ describe('Lua scripts', () => {
     });
   });
 
+  describe('TAKE_OVER', () => {
+    const takeOver = (holder: string, by: string) =>
+      redis.takeOver(keys.outboxLock, keys.admitter(holder), holder, by, 30_000);
+
+    it("takes the pass lock of a holder whose heartbeat lapsed, not a live holder's", async () => {
+      await redis.set(keys.outboxLock, 'dead', 'PX', 30_000);
+      expect(await takeOver('dead', 'me')).toBe(1);
+      expect(await redis.get(keys.outboxLock)).toBe('me');
+      expect(await redis.pttl(keys.outboxLock)).toBeGreaterThan(25_000);
+
+      await redis.set(keys.admitter('me'), '1', 'PX', 30_000);
+      expect(await takeOver('me', 'other')).toBe(0);
+      expect(await redis.get(keys.outboxLock)).toBe('me');
+    });
+
+    it('takes nothing once the lock names another holder or is gone', async () => {
+      await redis.set(keys.outboxLock, 'newer', 'PX', 30_000);
+      expect(await takeOver('dead', 'me')).toBe(0);
+      expect(await redis.get(keys.outboxLock)).toBe('newer');
+      await redis.del(keys.outboxLock);
+      expect(await takeOver('dead', 'me')).toBe(0);
+      expect(await redis.exists(keys.outboxLock)).toBe(0);
+    });
+  });
+
   it('keeps every key under its namespace prefix', async () => {
     await open(2);
     await admit({ userId: 1, messageId: 'm1', resultTtl: 60, userMax: 5 });
