@@ -216,7 +216,7 @@ const schema = {
   WORKER_BATCH_SIZE: ['500', int(1, 10_000)],
   WORKER_BATCH_MS: ['5', int(0, 10_000)],
   WORKER_NICE: ['10', int(0, 19)],
-  WORKER_CROWD_RATE: ['200', int(0, 100_000)],
+  WORKER_CROWD_RATE: ['50', int(0, 100_000)],
   WORKER_CROWD_MAX_WAIT_MS: ['10000', int(0, 600_000)],
   WORKER_PROCESSES: ['2', int(0, 16)],
   OUTBOX_CHECK_MS: ['1000', int(100, 60_000)],

@@ -6,8 +6,9 @@ const CROWD_CHECK_MS = 50;
 /** How long a worker believes a gateway's crowd report (a gateway that died mid-crowd stops counting). */
 const REPORT_TTL_MS = 10 * CROWD_CHECK_MS;
 /**
- * During a crowd a worker pauses this long before each fetch of WORKER_CROWD_RATE's share: few
- * fetches of a hundred cost the worker and the database far less per order than many of twenty.
+ * During a crowd a worker pauses this long before each fetch of WORKER_CROWD_RATE's share: a few
+ * fetches a second cost the worker and the database far less per order than fetches of twenty
+ * every 100 ms did.
  */
 export const CROWD_PAUSE_MS = 500;
 /** A gateway is in a crowd while its event loop is at least this busy and it admits purchases. */
