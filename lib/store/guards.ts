@@ -61,4 +61,11 @@ export const storeGuards: GuardMutant[] = [
     replace: 'then',
     tests,
   },
+  {
+    name: 'SHIFT_STOCK: no shift while the cache is being rebuilt (its rebuild reads the database)',
+    file,
+    find: "if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end",
+    replace: '',
+    tests,
+  },
 ];

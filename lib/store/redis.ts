@@ -1,6 +1,16 @@
 import Redis, { type RedisOptions, type Result } from 'ioredis';
 import type { Config } from '../../config';
-import { ADMIT, ADMIT_MANY, ADOPT, PUBLISHED, RECORD, RESTOCK, SETTLE, TAKE_OVER } from './scripts';
+import {
+  ADMIT,
+  ADMIT_MANY,
+  ADOPT,
+  PUBLISHED,
+  RECORD,
+  RESTOCK,
+  SETTLE,
+  SHIFT_STOCK,
+  TAKE_OVER,
+} from './scripts';
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
@@ -11,6 +21,7 @@ declare module 'ioredis' {
     settle(...args: (string | number)[]): Result<number[], Context>;
     settle(args: (string | number)[]): Result<number[], Context>;
     restock(...args: (string | number)[]): Result<number, Context>;
+    shiftStock(ready: string, stock: string, delta: number): Result<number, Context>;
     adopt(...args: (string | number)[]): Result<number, Context>;
     record(...args: (string | number)[]): Result<number[], Context>;
     record(args: (string | number)[]): Result<number[], Context>;
@@ -43,6 +54,7 @@ export function createRedis(target: RedisTarget, namespace: string, extra: Redis
   redis.defineCommand('published', { lua: PUBLISHED }); // KEYS count first: 1 + one per entry
   redis.defineCommand('settle', { numberOfKeys: 3, lua: SETTLE });
   redis.defineCommand('restock', { numberOfKeys: 2, lua: RESTOCK });
+  redis.defineCommand('shiftStock', { numberOfKeys: 2, lua: SHIFT_STOCK });
   redis.defineCommand('adopt', { numberOfKeys: 3, lua: ADOPT });
   redis.defineCommand('record', { lua: RECORD }); // KEYS count first: the transitions batched
   redis.defineCommand('takeOver', { numberOfKeys: 2, lua: TAKE_OVER });

@@ -144,8 +144,8 @@ return 1
 `;
 
 /**
- * restock — sets the admission counter from the database's remaining stock (cancel, admin total
- * change, reconcile), less the reservations still in flight. A reservation whose order the database
+ * restock — sets the admission counter from the database's remaining stock (a reconcile, a day
+ * without a counter yet), less the reservations still in flight. A reservation whose order the database
  * has already committed (a worker between its commit and its settle) is in that remaining already:
  * the caller names those, so they are not taken off twice.
  * KEYS: stock, pending
@@ -163,6 +163,27 @@ local stock = tonumber(ARGV[1]) - reserved
 if stock < 0 then stock = 0 end
 redis.call('SET', KEYS[1], stock)
 return stock
+`;
+
+/**
+ * shiftStock — moves the live admission counter by what the database just gave back or took (a
+ * cancel's ticket, an admin's new total). A shift, not a new value: admissions and settlements that
+ * run meanwhile keep their own counts, where a value computed from a read of the database would
+ * overwrite an order committed and settled since that read. Never below 0, as RESTOCK: reservations
+ * beyond a lowered total fail in the database as phantoms, which give nothing back.
+ * KEYS: ready, stock
+ * ARGV: delta
+ * Returns the new stock; -1 while the cache is not ready (its rebuild reads the database), -2 when
+ * the day has no stock key yet (the caller sets it with restock).
+ */
+export const SHIFT_STOCK = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local stock = redis.call('GET', KEYS[2])
+if not stock then return -2 end
+local shifted = tonumber(stock) + tonumber(ARGV[1])
+if shifted < 0 then shifted = 0 end
+redis.call('SET', KEYS[2], shifted)
+return shifted
 `;
 
 /**

@@ -65,8 +65,16 @@ export async function rollDays(
   return { created: created.map((r) => r.date), stopped: stopped.map((r) => r.date) };
 }
 
-/** Creates a day or sets its stock: `remaining` becomes `total - sold`; below `sold` is refused. */
-export async function setStock(db: Sequelize, date: string, total: number, name?: string): Promise<DayRow> {
+/**
+ * Creates a day or sets its stock: `remaining` becomes `total - sold`; below `sold` is refused.
+ * `shift` is how far `remaining` moved (0 for a new day), for the live admission stock.
+ */
+export async function setStock(
+  db: Sequelize,
+  date: string,
+  total: number,
+  name?: string,
+): Promise<{ day: DayRow; shift: number }> {
   return db.transaction(async (transaction) => {
     const [row] = await db.query<DayRow>(
       `INSERT INTO ticket_days (date, name, total, remaining) VALUES ($1, $2, $3, $3)
@@ -83,7 +91,8 @@ export async function setStock(db: Sequelize, date: string, total: number, name?
        WHERE date = $1 RETURNING ${COLUMNS}`,
       { bind: [date, total, name ?? null], type: QueryTypes.SELECT, transaction },
     );
-    return updated;
+    // The row is locked since the upsert: the change of its remaining is exactly this update's.
+    return { day: updated, shift: updated.remaining - row.remaining };
   });
 }
 

@@ -3,7 +3,7 @@ import { QueryTypes, type InferAttributes, type Sequelize } from 'sequelize';
 import { modelsOf, type Order } from '../db/models';
 import { appError } from '../errors';
 import { claimOf, keys } from '../store/keys';
-import { restockDay } from './stock';
+import { shiftStock } from './stock';
 
 const ORDER_ATTRIBUTES = [
   'orderNo',
@@ -95,7 +95,7 @@ export async function cancelOrder(
   if ((await redis.hget(claims, String(userId))) === claim) pipeline.hdel(claims, String(userId));
   if (order.messageId) pipeline.hset(keys.result(order.messageId), 'cancelledAt', new Date().toISOString());
   await pipeline.exec();
-  await restockDay(stores, order.date);
+  await shiftStock(stores, order.date, 1);
   return order;
 }
 

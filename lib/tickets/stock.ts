@@ -45,3 +45,22 @@ export async function restockDay(
     );
   return redis.restock(keys.stock(date), keys.pending(date), day.remaining, ...day.committed);
 }
+
+/** SHIFT_STOCK's answer for a day whose stock key is not there. */
+const NO_STOCK_KEY = -2;
+
+/**
+ * Moves a live day's admission stock by what the database just gave back (a cancelled ticket) or
+ * changed (an admin's new total), atomically beside the admissions and settlements under way: a
+ * stock recomputed from a read of the database would overwrite an order committed and settled
+ * since that read, a ticket too many. A day without a stock key yet is set from the database; while
+ * the cache is being rebuilt, the rebuild reads the database itself.
+ */
+export async function shiftStock(
+  stores: { db: Sequelize; redis: Redis },
+  date: string,
+  delta: number,
+): Promise<void> {
+  const shifted = await stores.redis.shiftStock(keys.ready, keys.stock(date), delta);
+  if (shifted === NO_STOCK_KEY) await restockDay(stores, date);
+}

@@ -438,6 +438,29 @@ describe('Lua scripts', () => {
     });
   });
 
+  describe('SHIFT_STOCK', () => {
+    const shift = (delta: number) => redis.shiftStock(keys.ready, keys.stock(DATE), delta);
+
+    it('moves a live stock by the delta, never below 0, beside the reservations in flight', async () => {
+      await open(3);
+      await admit({ userId: 1, messageId: 'a' });
+      expect(await shift(1)).toBe(3);
+      expect(await stock()).toBe('3');
+      expect(await shift(-5)).toBe(0);
+      expect(await stock()).toBe('0');
+    });
+
+    it('leaves the stock to a rebuild while the cache is not ready, and a missing day to restock', async () => {
+      await redis.set(keys.stock(DATE), 4);
+      expect(await shift(1)).toBe(-1);
+      expect(await stock()).toBe('4');
+      await redis.set(keys.ready, NOW);
+      await redis.del(keys.stock(DATE));
+      expect(await shift(1)).toBe(-2);
+      expect(await redis.exists(keys.stock(DATE))).toBe(0);
+    });
+  });
+
   describe('RESTOCK', () => {
     it('sets the stock to the database remaining minus the pending reservations', async () => {
       await open(10);
