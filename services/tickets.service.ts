@@ -12,8 +12,8 @@ import { checkSaleTime, saleDates } from '../lib/sale/calendar';
 import { issueVerifyHash } from '../lib/sale/verify-hash';
 import { keys } from '../lib/store/keys';
 import { distrustMovedCache, rebuildCache, reconcileCache } from '../lib/purchase/cache';
-import { shiftStock } from '../lib/tickets/stock';
-import { findDay, listSaleDays, rollDays, setSalePaused, setStock, toView } from '../lib/tickets/days';
+import { setDayTotal } from '../lib/tickets/stock';
+import { findDay, listSaleDays, rollDays, setSalePaused, toView } from '../lib/tickets/days';
 import { cancelOrder, ordersOfUser, stats } from '../lib/tickets/orders';
 import { purchaseV1, type V1Settings } from '../lib/purchase/v1';
 import {
@@ -145,8 +145,7 @@ const ticketsService: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
         name: { type: 'string', min: 1, max: 100, optional: true },
       },
       async handler(ctx: Context<{ date: string; total: number; name?: string }>) {
-        const { day, shift } = await setStock(this.rt.db, ctx.params.date, ctx.params.total, ctx.params.name);
-        await shiftStock(this.stores, day.date, shift);
+        const { day } = await setDayTotal(this.stores, ctx.params.date, ctx.params.total, ctx.params.name);
         this.stockChanged(day.date);
         return toView(day);
       },

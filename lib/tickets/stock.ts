@@ -1,6 +1,7 @@
 import type Redis from 'ioredis';
 import { QueryTypes, type Sequelize } from 'sequelize';
 import { claimOf, keys } from '../store/keys';
+import { setStock, type DayRow } from './days';
 
 /**
  * Sets a day's admission stock in Redis from the database (RESTOCK): the remaining tickets less the
@@ -63,4 +64,19 @@ export async function shiftStock(
 ): Promise<void> {
   const shifted = await stores.redis.shiftStock(keys.ready, keys.stock(date), delta);
   if (shifted === NO_STOCK_KEY) await restockDay(stores, date);
+}
+
+/**
+ * An admin's new total for a day (created if new), in the database and then in the live stock;
+ * answers the day and how far its remaining moved.
+ */
+export async function setDayTotal(
+  stores: { db: Sequelize; redis: Redis },
+  date: string,
+  total: number,
+  name?: string,
+): Promise<{ day: DayRow; shift: number }> {
+  const change = await setStock(stores.db, date, total, name);
+  await shiftStock(stores, date, change.shift);
+  return change;
 }
