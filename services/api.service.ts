@@ -5,7 +5,7 @@ import type { Config } from '../config';
 import { appError } from '../lib/errors';
 import { clientIp, WindowLimiter } from '../lib/http/abuse';
 import { createAccess } from '../lib/http/access';
-import { serveChartJs } from '../lib/http/assets';
+import { pageAssets, serveChartJs } from '../lib/http/assets';
 import { sendEnvelope } from '../lib/http/envelope';
 import { envelope, errorEnvelope } from '../lib/http/error-envelope';
 import { checkHealth, sendHealth } from '../lib/http/health';
@@ -131,7 +131,7 @@ export function createApiService(config: Config): ServiceSchema<ApiSettingsSchem
         },
       ],
       use: [skipIfTaken(guardDoor)],
-      assets: { folder: publicDir(), options: { index: 'index.html' } },
+      assets: pageAssets(publicDir()),
       onError(this: Service, req: Req, res: ServerResponse, err: Error) {
         answerError(this.logger, req, res, err);
       },

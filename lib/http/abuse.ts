@@ -85,12 +85,20 @@ export class WaitSlots {
   }
 }
 
-/** Headers of every answer, pages included (no inline script; the pages use inline style attributes). */
+/**
+ * Headers of every answer. The API answers JSON, which a browser must neither sniff, run nor frame:
+ * nothing may load from it and nobody may embed it (the API set of OWASP's REST Security Cheat Sheet).
+ */
 export const SECURITY_HEADERS = {
   'X-Content-Type-Options': 'nosniff',
+  'Content-Security-Policy': "default-src 'none'; frame-ancestors 'none'",
+  'X-Frame-Options': 'DENY',
+} as const;
+
+/** What the pages' files add (no inline script; the pages use inline style attributes). */
+export const PAGE_HEADERS = {
   'Content-Security-Policy':
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; " +
     "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'",
-  'X-Frame-Options': 'DENY',
   'Referrer-Policy': 'no-referrer',
 } as const;

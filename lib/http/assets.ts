@@ -1,6 +1,7 @@
 import { createReadStream } from 'node:fs';
 import type { ServerResponse } from 'node:http';
 import path from 'node:path';
+import { PAGE_HEADERS } from './abuse';
 import { sendEnvelope } from './envelope';
 
 /** The dashboard's charts, served from the project (chart.js exports no subpath for its UMD file). */
@@ -18,4 +19,12 @@ export function serveChartJs(res: ServerResponse): void {
   createReadStream(file)
     .on('error', () => res.destroy())
     .pipe(res);
+}
+
+/** The pages and their scripts from `folder`, each file with the pages' headers over every answer's. */
+export function pageAssets(folder: string) {
+  const setHeaders = (res: ServerResponse) => {
+    for (const [name, value] of Object.entries(PAGE_HEADERS)) res.setHeader(name, value);
+  };
+  return { folder, options: { index: 'index.html', setHeaders } };
 }

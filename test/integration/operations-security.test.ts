@@ -33,16 +33,30 @@ describe('operations data and security headers', () => {
     }
   });
 
-  it.each(['/', '/admin.html', '/dashboard.html', '/js/demo.js', '/api/tickets/list', '/no-such-page'])(
-    '%s carries the security headers',
+  it.each(['/', '/admin.html', '/dashboard.html', '/js/demo.js'])(
+    'the page file %s carries the security headers and the pages policy',
     async (path) => {
       const res = await fetch(app.baseUrl + path);
       await res.arrayBuffer();
+      expect(res.status).toBe(200);
       expect(res.headers.get('x-content-type-options')).toBe('nosniff');
       const csp = res.headers.get('content-security-policy') ?? '';
       expect(csp).toContain("frame-ancestors 'none'");
       expect(csp).toContain("script-src 'self'");
       expect(csp).not.toMatch(/script-src[^;]*unsafe/);
+      expect(res.headers.get('x-frame-options')).toBe('DENY');
+      expect(res.headers.get('referrer-policy')).toBe('no-referrer');
+    },
+  );
+
+  it.each(['/api/tickets/list', '/no-such-page', '/api/tickets/v2/purchase/result?messageId=x'])(
+    'the JSON answer of %s carries the security headers and lets nothing load or frame it',
+    async (path) => {
+      const res = await fetch(app.baseUrl + path);
+      expect(res.headers.get('content-type')).toMatch(/^application\/json/);
+      await res.arrayBuffer();
+      expect(res.headers.get('x-content-type-options')).toBe('nosniff');
+      expect(res.headers.get('content-security-policy')).toBe("default-src 'none'; frame-ancestors 'none'");
       expect(res.headers.get('x-frame-options')).toBe('DENY');
     },
   );
