@@ -351,7 +351,8 @@ async function floorBefore(bench: Bench, results: Results) {
 
 /**
  * Submits with distinct users and stock available on the running layout, compared with an echo
- * measured right before; then every request sent must become an order. Returns the load and its echo.
+ * measured right before (and the floor, when given, between the two); then every request sent must
+ * become an order. Returns the load, its echo and its floor.
  */
 async function measureSubmit(
   bench: Bench,
