@@ -21,10 +21,12 @@ export function serveChartJs(res: ServerResponse): void {
     .pipe(res);
 }
 
+const PAGE_HEADER_LIST = Object.entries(PAGE_HEADERS);
+
 /** The pages and their scripts from `folder`, each file with the pages' headers over every answer's. */
 export function pageAssets(folder: string) {
   const setHeaders = (res: ServerResponse) => {
-    for (const [name, value] of Object.entries(PAGE_HEADERS)) res.setHeader(name, value);
+    for (const [name, value] of PAGE_HEADER_LIST) res.setHeader(name, value);
   };
   return { folder, options: { index: 'index.html', setHeaders } };
 }
