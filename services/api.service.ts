@@ -3,7 +3,7 @@ import type { Logger, Service, ServiceSchema } from 'moleculer';
 import ApiGateway, { type ApiSettingsSchema } from 'moleculer-web';
 import type { Config } from '../config';
 import { appError } from '../lib/errors';
-import { clientIp, WindowLimiter } from '../lib/http/abuse';
+import { clientIp, SECURITY_HEADERS, WindowLimiter } from '../lib/http/abuse';
 import { createAccess } from '../lib/http/access';
 import { pageAssets, serveChartJs } from '../lib/http/assets';
 import { sendEnvelope } from '../lib/http/envelope';
@@ -156,6 +156,7 @@ export function createApiService(config: Config): ServiceSchema<ApiSettingsSchem
         chain: [guardDoor, access.signIn, answerLocal],
         bodyLimit: bodyLimitBytes(config),
         fail: (req, res, err) => answerError(this.logger, req, res, err),
+        headers: SECURITY_HEADERS,
       });
       hookServer(server);
     },

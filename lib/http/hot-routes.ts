@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { dropHeaders, holdHeaders } from './envelope';
 import { refuseProtoKey } from './settings';
 import type { Middleware, Next, Req } from './request';
 
@@ -13,8 +14,13 @@ export interface HotRoutes {
   chain: Middleware[];
   /** Largest body read here (the route's body parser limit); anything larger goes to moleculer-web. */
   bodyLimit: number;
-  /** The gateway's error answer (its onError), for a failure of the chain or a body that is not JSON. */
+  /**
+   * The gateway's error answer (its onError), for a failure of the chain or a body that is not JSON.
+   * It and the chain answer through sendJson (envelope.ts), which writes the held headers.
+   */
   fail(req: Req, res: ServerResponse, err: unknown): void;
+  /** Headers of every answer of the server, hot or not (the gateway's security headers). */
+  headers: Readonly<Record<string, string>>;
 }
 
 /** Requests the chain passed on to moleculer-web, whose route must not run them through it again. */
@@ -42,11 +48,22 @@ export const skipIfTaken =
 export function takeHotRoutes(server: Server, routes: HotRoutes): void {
   const listeners = server.listeners('request');
   if (listeners.length !== 1) throw new Error('takeHotRoutes: expected moleculer-web alone on the server');
-  const gateway = listeners[0] as Gateway;
+  const moleculerWeb = listeners[0] as Gateway;
+  const headers = Object.entries(routes.headers);
+  const held = headers.flat();
+  // A hot answer carries the correlation id moleculer-web would give the request.
+  const hold = (req: IncomingMessage, res: ServerResponse) =>
+    holdHeaders(res, [...held, 'X-Request-ID', requestId(req)]);
+  // Everything moleculer-web answers gets the headers the usual way, before it starts.
+  const gateway: Gateway = (req, res) => {
+    for (const [name, value] of headers) res.setHeader(name, value);
+    moleculerWeb(req, res);
+  };
   server.removeAllListeners('request');
   server.on('request', (req: Req, res: ServerResponse) => {
     const url = req.url ?? '';
     if (req.method === 'POST' && routes.posts.has(url) && plainBody(req, routes.bodyLimit)) {
+      hold(req, res);
       readJson(req, (err, body) => {
         if (err) return routes.fail(req, res, err);
         req.parsedUrl = url;
@@ -61,6 +78,7 @@ export function takeHotRoutes(server: Server, routes: HotRoutes): void {
       const path = url.slice(0, mark);
       const query = mark > 0 && routes.gets.has(path) ? plainQuery(url.slice(mark + 1)) : undefined;
       if (query) {
+        hold(req, res);
         req.parsedUrl = path;
         req.query = query;
         return runChain(routes, gateway, req, res);
@@ -74,19 +92,18 @@ type Gateway = (req: IncomingMessage, res: ServerResponse) => void;
 
 /**
  * The chain with moleculer-web's hand-over: an error goes to the error answer, a plain `next()` to
- * the gateway (which sets its own request fields and runs the route as usual). Each request gets the
- * correlation id moleculer-web gives it.
+ * the gateway (which sets its own request fields, correlation id included, and runs the route as
+ * usual).
  */
 function runChain(routes: HotRoutes, gateway: Gateway, req: Req, res: ServerResponse): void {
   const { chain, fail } = routes;
-  res.setHeader('X-Request-ID', requestId(req));
   let i = 0;
   const next: Next = (err) => {
     if (err) return fail(req, res, err);
     const step = chain[i++];
     if (!step) {
       passedOn.add(req);
-      res.removeHeader('X-Request-ID');
+      dropHeaders(res);
       return gateway(req, res);
     }
     try {

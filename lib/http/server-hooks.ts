@@ -1,4 +1,4 @@
-import { STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { STATUS_CODES, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { SECURITY_HEADERS } from './abuse';
 import { failure } from './envelope';
@@ -9,14 +9,10 @@ const HEADERS = Object.entries(SECURITY_HEADERS);
 type ClientSocket = Socket & { _httpMessage?: ServerResponse | null };
 
 /**
- * What the HTTP server does before moleculer-web sees a request: the security headers on every
- * answer (refusals of any stage included), and the envelope for requests Node's HTTP parser
- * refuses (e.g. a URL over the header limit), written on the raw socket.
+ * The envelope, with the security headers, for requests Node's HTTP parser refuses (e.g. a URL over
+ * the header limit), written on the raw socket: no request listener sees them.
  */
 export function hookServer(server: Server): void {
-  server.prependListener('request', (_req: IncomingMessage, res: ServerResponse) => {
-    for (const [name, value] of HEADERS) res.setHeader(name, value);
-  });
   const answered = new WeakSet<Socket>();
   server.on('clientError', (err: NodeJS.ErrnoException, socket: ClientSocket) => {
     if (answered.has(socket)) return;

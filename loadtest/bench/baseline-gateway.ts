@@ -82,6 +82,8 @@ export async function serveBaseline(baseline: Baseline): Promise<void> {
       chain: [answer],
       bodyLimit: bodyLimitBytes(config),
       fail: (req, res, err) => fail(req, res, err as Error & { code?: number }),
+      // The floor answers with the service's body and correlation id, without its security headers.
+      headers: {},
     });
   }
   const stop = () => {

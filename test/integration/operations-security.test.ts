@@ -60,4 +60,32 @@ describe('operations data and security headers', () => {
       expect(res.headers.get('x-frame-options')).toBe('DENY');
     },
   );
+
+  it('the submit answers written before moleculer-web (accepted, refused, unreadable) carry them too', async () => {
+    const [date] = app.dates;
+    const submit = '/api/tickets/v2/purchase';
+    const answers = [
+      await app.post(submit, { userId: 1, date, verifyHash: app.hash(1, date) }),
+      await app.post(submit, { userId: 2, date, verifyHash: app.hash(3, date) }),
+      await app.post(
+        submit,
+        { userId: 4, date, verifyHash: app.hash(4, date) },
+        { 'x-request-id': 'client-7' },
+      ),
+    ];
+    const unreadable = await fetch(app.baseUrl + submit, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"userId":',
+    });
+    await unreadable.arrayBuffer();
+    expect([...answers.map((a) => a.body.code), unreadable.status]).toEqual([200, 6003, 200, 400]);
+    for (const headers of [...answers.map((a) => a.headers), unreadable.headers]) {
+      expect(headers.get('x-content-type-options')).toBe('nosniff');
+      expect(headers.get('content-security-policy')).toBe("default-src 'none'; frame-ancestors 'none'");
+      expect(headers.get('x-frame-options')).toBe('DENY');
+      expect(headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$|^client-7$/);
+    }
+    expect(answers[2].headers.get('x-request-id')).toBe('client-7');
+  });
 });

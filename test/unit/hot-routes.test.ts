@@ -1,6 +1,7 @@
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
+import { sendJson } from '../../lib/http/envelope';
 import { skipIfTaken, takeHotRoutes } from '../../lib/http/hot-routes';
 import type { Middleware, Req } from '../../lib/http/request';
 
@@ -9,7 +10,8 @@ interface Answer {
   status: number;
   by: string;
   seen: { body?: unknown; query?: unknown; parsedUrl?: string; passed?: boolean; error?: string };
-  requestId?: string;
+  /** The answer's headers, as received. */
+  headers: Record<string, string | string[] | undefined>;
 }
 
 describe('hot routes taken before moleculer-web', () => {
@@ -19,8 +21,13 @@ describe('hot routes taken before moleculer-web', () => {
   const handOnAsked = (req: Req) => (req.body as { handOn?: boolean } | undefined)?.handOn === true;
   const door: string[] = [];
 
-  const reply = (res: ServerResponse, status: number, answer: Omit<Answer, 'status'>) => {
-    res.writeHead(status, { 'content-type': 'application/json' });
+  /** The hot chain and its error answer write as the gateway's do (sendJson, with the held headers). */
+  const reply = (res: ServerResponse, status: number, answer: Omit<Answer, 'status' | 'headers'>) =>
+    sendJson(res, status, JSON.stringify(answer));
+  /** The gateway behind writes its own way. */
+  const gatewayReply = (res: ServerResponse, answer: Omit<Answer, 'status' | 'headers'>) => {
+    res.setHeader('X-Request-ID', 'gateway-id');
+    res.writeHead(200, { 'content-type': 'application/json' });
     res.end(JSON.stringify(answer));
   };
 
@@ -44,11 +51,11 @@ describe('hot routes taken before moleculer-web', () => {
         parsedUrl: req.parsedUrl,
         passed: passedDoor(req, res),
       };
-      if (req.complete) return reply(res, 200, { by: 'gateway', seen });
+      if (req.complete) return gatewayReply(res, { by: 'gateway', seen });
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () =>
-        reply(res, 200, { by: 'gateway', seen: { ...seen, body: Buffer.concat(chunks).length } }),
+        gatewayReply(res, { by: 'gateway', seen: { ...seen, body: Buffer.concat(chunks).length } }),
       );
     });
     const doorCheck: Middleware = (req, _res, next) => {
@@ -60,17 +67,14 @@ describe('hot routes taken before moleculer-web', () => {
       await Promise.resolve();
       if (handOnAsked(req) || (req.query as { handOn?: string }).handOn === '1') return next();
       if (req.headers['x-refuse'] === 'answer') throw new Error('answer failed');
-      reply(res, 200, {
-        by: 'hot',
-        seen: { body: req.body, query: req.query, parsedUrl: req.parsedUrl },
-        requestId: res.getHeader('x-request-id') as string,
-      });
+      reply(res, 200, { by: 'hot', seen: { body: req.body, query: req.query, parsedUrl: req.parsedUrl } });
     };
     takeHotRoutes(server, {
       posts: new Set(['/hot']),
       gets: new Set(['/hot/result']),
       chain: [doorCheck, answer],
       bodyLimit: 64,
+      headers: { 'X-Frame-Options': 'DENY', 'X-Content-Type-Options': 'nosniff' },
       fail: (_req: IncomingMessage, res, err) =>
         reply(res, 400, {
           by: 'fail',
@@ -97,7 +101,11 @@ describe('hot routes taken before moleculer-web', () => {
         let text = '';
         res.on('data', (c: Buffer) => (text += c.toString()));
         res.on('end', () =>
-          resolve({ status: res.statusCode ?? 0, ...(JSON.parse(text) as Omit<Answer, 'status'>) }),
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            ...(JSON.parse(text) as Omit<Answer, 'status' | 'headers'>),
+          }),
         );
       });
       req.on('error', reject);
@@ -120,10 +128,32 @@ describe('hot routes taken before moleculer-web', () => {
       by: 'hot',
       seen: { body: { userId: 1, date: '2026-12-01' }, query: {}, parsedUrl: '/hot' },
     });
-    expect(answer.requestId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(answer.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+    expect(answer.headers).toMatchObject({
+      'x-frame-options': 'DENY',
+      'x-content-type-options': 'nosniff',
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': String(Buffer.byteLength(JSON.stringify({ by: answer.by, seen: answer.seen }))),
+    });
     expect(door).toEqual(['/hot']);
     // The client's correlation id is kept, as moleculer-web keeps it.
-    expect((await json('/hot', {}, { 'x-request-id': 'abc-1' })).requestId).toBe('abc-1');
+    expect((await json('/hot', {}, { 'x-request-id': 'abc-1' })).headers['x-request-id']).toBe('abc-1');
+  });
+
+  it("gives every answer the server headers: the chain's, its error answer's and the gateway's", async () => {
+    const answers = [
+      await json('/hot', {}, { 'x-refuse': 'door' }),
+      await send('POST', '/hot', { 'content-type': 'application/json', 'content-length': 5 }, '{"a":'),
+      await json('/hot', { handOn: true }),
+      await json('/other', {}),
+      await send('GET', '/hot/result?messageId=m-1', {}),
+    ];
+    expect(answers.map((a) => a.by)).toEqual(['fail', 'fail', 'gateway', 'gateway', 'hot']);
+    for (const { headers } of answers)
+      expect(headers).toMatchObject({ 'x-frame-options': 'DENY', 'x-content-type-options': 'nosniff' });
+    // What the chain hands on is answered with the gateway's correlation id alone.
+    expect(answers[2].headers['x-request-id']).toBe('gateway-id');
+    expect(answers[0].headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
   });
 
   it('takes a body with a byte-order mark or a charset, as the body parser does', async () => {
