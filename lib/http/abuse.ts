@@ -25,6 +25,8 @@ export function clientIp(req: IncomingMessage, hops: number): string {
  */
 export class WindowLimiter {
   private readonly limiter: RateLimiterRedis | null;
+  /** False when the limit is off (a max of 0): every key passes. */
+  readonly limits: boolean;
 
   constructor(redis: Redis, prefix: string, max: number, windowMs: number) {
     this.limiter =
@@ -37,6 +39,7 @@ export class WindowLimiter {
             inMemoryBlockOnConsumed: max + 1,
           })
         : null;
+    this.limits = this.limiter !== null;
   }
 
   async take(key: string): Promise<boolean> {

@@ -6,11 +6,11 @@ const CROWD_CHECK_MS = 50;
 /** How long a worker believes a gateway's crowd report (a gateway that died mid-crowd stops counting). */
 const REPORT_TTL_MS = 10 * CROWD_CHECK_MS;
 /**
- * During a crowd a worker pauses this long before each fetch of WORKER_CROWD_RATE's share: a few
- * fetches a second cost the worker and the database far less per order than fetches of twenty
- * every 100 ms did.
+ * During a crowd a worker pauses this long before each fetch of WORKER_CROWD_RATE's share: each
+ * fetch and its batch cost the worker, Redis and the database about as much as a few dozen orders,
+ * so one a second costs far less per order than fetches of twenty every 100 ms did.
  */
-export const CROWD_PAUSE_MS = 500;
+export const CROWD_PAUSE_MS = 1000;
 /** A gateway is in a crowd while its event loop is at least this busy and it admits purchases. */
 const CROWD_MIN_UTILIZATION = 0.5;
 /** The event loop's busyness is taken over this many checks: one quiet moment does not end a crowd. */
@@ -20,7 +20,7 @@ const UTILIZATION_CHECKS = 4;
  * not hold orders back. A flash sale's orders keep flowing by the runway rule below, not by this
  * grace: a second of it had the workers at full speed through the first second of every crowd.
  */
-const CROWD_GRACE_MS = 250;
+export const CROWD_GRACE_MS = 100;
 /**
  * A crowd that will have admitted the stock left within this long, at its admission rate, is not
  * yielded to: it is answered from memory once the stock is gone, and the orders it made are what its

@@ -1,4 +1,5 @@
 import {
+  CROWD_GRACE_MS,
   CrowdNearby,
   CrowdWatch,
   inCrowd,
@@ -70,11 +71,11 @@ describe('crowd detection', () => {
     };
     try {
       // A burst of a moment, shorter than the grace: its orders are not held back.
-      await admitWhileBusy(100);
+      await admitWhileBusy(CROWD_GRACE_MS / 2);
       await new Promise((resolve) => setTimeout(resolve, 200));
       expect(reports).toEqual([]);
       // Admissions that keep the event loop busy past the grace: a crowd.
-      while (!reports.includes(true)) await admitWhileBusy(100);
+      while (!reports.includes(true)) await admitWhileBusy(CROWD_GRACE_MS);
       // Nothing admitted any more: one report that it ended, then silence.
       while (reports.at(-1) !== false) await new Promise((resolve) => setTimeout(resolve, 20));
       const ended = reports.length;
