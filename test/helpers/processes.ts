@@ -621,12 +621,16 @@ export const acceptedIds = (answers: Submitted[], date?: string): string[] => [
   ...new Set(answers.filter((a) => a.code === 200 && (!date || a.date === date)).map((a) => a.messageId!)),
 ];
 
-/** Waits (up to 60 s) until the load has had `count` submits accepted, so a fault lands mid-sale. */
+/**
+ * Waits (up to 60 s) until the load has had `count` submits accepted, so a fault lands mid-sale.
+ * Looked at every few milliseconds: a gateway answers a load of a few hundred in a fifth of a second.
+ */
 export async function waitAccepted(load: Load, count: number): Promise<void> {
   await waitFor(
     async () => (load.accepted() >= count ? true : undefined),
     60_000,
     () => 'load too slow',
+    5,
   );
 }
 

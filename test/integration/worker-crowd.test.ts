@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import type { Consumer, FetchOptions } from 'nats';
-import type { CrowdNearby } from '../../lib/purchase/crowd';
+import { CROWD_PAUSE_MS, type CrowdNearby } from '../../lib/purchase/crowd';
 import { PurchaseWorker } from '../../lib/purchase/worker';
 import { startApp, type TestApp } from '../helpers/app';
 import { submit, terminal } from '../helpers/purchase';
@@ -12,7 +12,7 @@ import { submit, terminal } from '../helpers/purchase';
  * seen in order.
  */
 describe('worker during a crowd', () => {
-  const CROWD_RATE = 2; // one message per 500 ms pause
+  const CROWD_RATE = 1000 / CROWD_PAUSE_MS; // one message per pause
   const MESSAGES = 20;
   const CROWD_FETCHES = 4;
   let app: TestApp;
