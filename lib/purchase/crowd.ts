@@ -18,7 +18,8 @@ const UTILIZATION_CHECKS = 4;
 /**
  * How long admissions must keep a gateway busy before its workers yield, so a burst of a moment does
  * not hold orders back. A flash sale's orders keep flowing by the runway rule below, not by this
- * grace: a second of it had the workers at full speed through the first second of every crowd.
+ * grace: a quarter of a second of it still had the workers at full speed through the first
+ * half-second of every crowd, which cost the gateway a third of that half-second.
  */
 export const CROWD_GRACE_MS = 100;
 /**
